@@ -1,0 +1,54 @@
+r"""SimCLR on scikit-learn's digits: the embedded default, real data with no download, minutes on a 2-core CPU.
+
+  python -m ssljax.train --config configs/simclr_digits.py --workdir /tmp/ssljax/simclr_digits
+  python -m ssljax.train --config configs/simclr_digits.py:runlocal --workdir /tmp/ssljax/simclr_digits_smoke
+
+Expected (2-core CPU, ~4 min): linear probe on the SSL features beats raw pixels and a random encoder with 10
+labels per class (about 0.89 vs 0.80 and 0.82 test accuracy; see README). `runlocal` is a ~30 s smoke run.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = ""):
+  config = ml_collections.ConfigDict()
+  config.method = "simclr"
+  config.seed = 0
+  config.dtype = "float32"
+
+  config.dataset = dict(name="digits", train_split="train", test_split="test", image_size=16, channels=1, data_dir=None)
+  config.model = dict(name="resnet", depth=18, width=0.25, small_stem=True)
+  config.simclr = dict(temperature=0.2, proj_dim=64, proj_layers=2, proj_hidden_dim=None)
+  # Digits are not mirror-symmetric and have no colour: crops, small brightness/contrast changes and blur.
+  config.augment = dict(
+    crop_scale=(0.3, 1.0),
+    crop_ratio=(3 / 4, 4 / 3),
+    flip_prob=0.0,
+    jitter_prob=0.8,
+    jitter_strength=0.5,
+    grayscale_prob=0.0,
+    blur_prob=0.5,
+    blur_sigma=(0.1, 1.0),
+    solarize_prob=0.0,
+  )
+
+  config.batch_size = 256
+  config.epochs = 100
+  config.total_steps = 0  # 0: derived from epochs.
+  config.optimizer = dict(
+    name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_steps=50, momentum=0.9
+  )
+
+  config.log_every = 10
+  config.checkpoint_every = 200
+  config.keep_checkpoints = 2
+
+  config.eval_batch_size = 360
+  config.eval_baselines = ("raw_pixels", "random_init")
+  config.evals = dict(linear=dict(type="linear_probe", label_budgets=("all", 10), steps=500))
+
+  if "runlocal" in arg.split(","):
+    config.total_steps = 30
+    config.log_every = 5
+    config.evals.linear.steps = 200
+  return config

@@ -1,0 +1,3 @@
+"""ssljax: self-supervised representation learning in JAX/Flax."""
+
+__version__ = "0.1.0"

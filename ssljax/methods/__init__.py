@@ -1,0 +1,35 @@
+"""Self-supervised methods. A method is one small module with `build(config) -> Method`; all of them are
+trained by the one step in `ssljax.train_step`."""
+
+import dataclasses
+from collections.abc import Callable
+
+import flax.linen as nn
+
+from ssljax.config import require_choice
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """What the shared train step needs to know about a method.
+
+  Attributes:
+    model: Flax module; `model(inputs, train=...)` returns a dict with at least "features" (the representation
+      that evaluation and the online probe read) and whatever `loss` needs; `model.encode(images)` returns the
+      features of un-augmented images in inference mode.
+    make_inputs: (images [N, H, W, C] in [0, 1], rng) -> model inputs, e.g. augmented views; runs inside jit.
+    loss: model outputs -> (scalar loss, dict of scalar metrics).
+    views_per_image: how many rows of "features" each input image contributes (the probe tiles labels so).
+  """
+
+  model: nn.Module
+  make_inputs: Callable
+  loss: Callable
+  views_per_image: int
+
+
+def build_method(config) -> Method:
+  from ssljax.methods import simclr
+
+  builders = {"simclr": simclr.build}
+  return builders[require_choice(config.method, builders, "config.method")](config)

@@ -1,0 +1,54 @@
+"""SimCLR (Chen et al. 2020): two augmented views per image, encoder + projection MLP, NT-Xent loss."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ssljax import augment, losses, models
+from ssljax.methods import Method
+
+
+class SimCLRModel(nn.Module):
+  encoder: nn.Module
+  projector: nn.Module
+
+  def __call__(self, views, train: bool = True):
+    """views [2N, H, W, C] (first N: view one, last N: view two) -> features and projections [2N, ...]."""
+    features = self.encoder(views, train=train)
+    return {"features": features, "projections": self.projector(features, train=train)}
+
+  def encode(self, images):
+    return self.encoder(images, train=False)
+
+
+def two_views(images, rng, augment_config: augment.AugmentConfig):
+  """[N, H, W, C] -> [2N, size, size, C]: two independent augmentations of every image, stacked."""
+  rng_a, rng_b = jax.random.split(rng)
+  return jnp.concatenate(
+    [augment.augment_batch(images, rng_a, augment_config), augment.augment_batch(images, rng_b, augment_config)]
+  )
+
+
+def contrastive_loss(outputs, temperature: float):
+  z_a, z_b = jnp.split(outputs["projections"], 2)
+  return losses.nt_xent(z_a, z_b, temperature), {}
+
+
+def build(config) -> Method:
+  dtype = jnp.dtype(config.dtype)
+  encoder = models.build_encoder(config.model, config.dataset.image_size, dtype)
+  projector = models.ProjectionHead(
+    out_dim=config.simclr.proj_dim,
+    num_layers=config.simclr.proj_layers,
+    hidden_dim=config.simclr.get("proj_hidden_dim"),
+    dtype=dtype,
+  )
+  augment_config = augment.AugmentConfig(size=config.dataset.image_size, **config.augment)
+  return Method(
+    model=SimCLRModel(encoder, projector),
+    make_inputs=functools.partial(two_views, augment_config=augment_config),
+    loss=functools.partial(contrastive_loss, temperature=config.simclr.temperature),
+    views_per_image=2,
+  )

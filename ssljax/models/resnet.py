@@ -1,0 +1,118 @@
+"""ResNet v1 (He et al. 2016) as used by SimCLR: ResNet-18/34/50 with a width multiplier and an optional
+small-image stem (3x3 stride-1 convolution, no max-pool) for 32 px and smaller inputs.
+
+BatchNorm runs over the batch axis of whatever array it sees; under `jax.jit` with a batch-sharded input that
+is the global batch (SimCLR's "global BN"), with no explicit collective needed.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# Stage depths and block type of each supported depth.
+RESNET_SPECS = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"), 50: ((3, 4, 6, 3), "bottleneck")}
+_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class _Block(nn.Module):
+  """Residual block; `bottleneck` picks 1x1-3x3-1x1 (expansion 4) over two 3x3 convolutions."""
+
+  filters: int
+  strides: int
+  bottleneck: bool
+  norm: Any
+  conv: Any
+
+  @nn.compact
+  def __call__(self, x):
+    out_filters = self.filters * 4 if self.bottleneck else self.filters
+    residual = x
+    if self.bottleneck:
+      y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
+      y = nn.relu(self.norm()(self.conv(self.filters, (3, 3), self.strides)(y)))
+      y = self.conv(out_filters, (1, 1))(y)
+    else:
+      y = nn.relu(self.norm()(self.conv(self.filters, (3, 3), self.strides)(x)))
+      y = self.conv(self.filters, (3, 3))(y)
+    # The last BN of each block starts at zero so every block starts as the identity (as in SimCLR's ResNet).
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = self.norm()(self.conv(out_filters, (1, 1), self.strides, name="shortcut_conv")(residual))
+    return nn.relu(y + residual)
+
+
+class ResNet(nn.Module):
+  """ResNet trunk mapping images [N, H, W, C] to pooled features [N, feature_dim].
+
+  Attributes:
+    depth: 18, 34 or 50.
+    width: width multiplier on every layer's channel count (SimCLR's 1x, 2x, 4x).
+    small_stem: 3x3 stride-1 stem without max-pool (CIFAR-style) instead of 7x7 stride-2 plus max-pool.
+    dtype: computation dtype (e.g. bfloat16); parameters stay float32.
+    bn_momentum: running-average decay of the BatchNorm statistics.
+  """
+
+  depth: int = 50
+  width: float = 1.0
+  small_stem: bool = False
+  dtype: Any = jnp.float32
+  bn_momentum: float = 0.9
+
+  @property
+  def downsampling(self) -> int:
+    """Total stride of the trunk: the input side must be at least this for the last stage to have a pixel."""
+    return 8 if self.small_stem else 32
+
+  @property
+  def feature_dim(self) -> int:
+    return int(64 * self.width) * 8 * (4 if RESNET_SPECS[self.depth][1] == "bottleneck" else 1)
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    if self.depth not in RESNET_SPECS:
+      raise ValueError(f"ResNet depth must be one of {sorted(RESNET_SPECS)}, got {self.depth}")
+    stage_sizes, block = RESNET_SPECS[self.depth]
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init, padding="SAME")
+    norm = functools.partial(
+      nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype
+    )
+    base = int(64 * self.width)
+    x = x.astype(self.dtype)
+    if self.small_stem:
+      x = nn.relu(norm()(conv(base, (3, 3), name="stem_conv")(x)))
+    else:
+      x = nn.relu(norm()(conv(base, (7, 7), 2, name="stem_conv")(x)))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    for stage, num_blocks in enumerate(stage_sizes):
+      for index in range(num_blocks):
+        strides = 2 if stage > 0 and index == 0 else 1
+        x = _Block(base * 2**stage, strides, block == "bottleneck", norm, conv)(x)
+    return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+class ProjectionHead(nn.Module):
+  """SimCLR's projection MLP: `num_layers` Dense+BN layers, ReLU between them (v1: 2 layers, v2: 3 layers).
+
+  As in the reference, hidden layers keep the input width unless `hidden_dim` is set, dense layers have no
+  bias (BN follows), and the last BN has no offset.
+  """
+
+  out_dim: int = 128
+  num_layers: int = 2
+  hidden_dim: int | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    hidden_dim = self.hidden_dim or x.shape[-1]
+    for layer in range(self.num_layers):
+      last = layer == self.num_layers - 1
+      x = nn.Dense(self.out_dim if last else hidden_dim, use_bias=False, dtype=self.dtype)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_bias=not last, dtype=self.dtype)(
+        x
+      )
+      if not last:
+        x = nn.relu(x)
+    return x.astype(jnp.float32)
