@@ -3,8 +3,9 @@ r"""SimCLR on scikit-learn's digits: the embedded default, real data with no dow
   python -m ssljax.train --config configs/simclr_digits.py --workdir /tmp/ssljax/simclr_digits
   python -m ssljax.train --config configs/simclr_digits.py:runlocal --workdir /tmp/ssljax/simclr_digits_smoke
 
-Expected (2-core CPU, ~4 min): linear probe on the SSL features beats raw pixels and a random encoder with 10
-labels per class (about 0.89 vs 0.80 and 0.82 test accuracy; see README). `runlocal` is a ~30 s smoke run.
+Expected (2-core CPU, about 5 minutes): linear probe on the SSL features beats raw pixels and a random encoder with 10
+labels per class: measured 0.947 vs 0.853 (raw pixels) and 0.578 (random init) test accuracy; with all labels
+0.981 vs 0.972 and 0.811.
 """
 
 import ml_collections
@@ -47,8 +48,12 @@ def get_config(arg: str = ""):
   config.eval_baselines = ("raw_pixels", "random_init")
   config.evals = dict(linear=dict(type="linear_probe", label_budgets=("all", 10), steps=500))
 
-  if "runlocal" in arg.split(","):
-    config.total_steps = 30
-    config.log_every = 5
-    config.evals.linear.steps = 200
+  if "runlocal" in arg.split(","):  # A ~30 s smoke run of the whole pipeline (also what the tests launch).
+    config.dataset.image_size = 8
+    config.model.width = 0.125
+    config.batch_size = 64
+    config.total_steps = 12
+    config.log_every = 2
+    config.checkpoint_every = 4
+    config.evals.linear.steps = 100
   return config

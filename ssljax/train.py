@@ -6,12 +6,16 @@ Writes DIR/metrics.jsonl, DIR/tensorboard/, DIR/checkpoints/ (re-launching with 
 latest one) and DIR/results.json.
 """
 
+import dataclasses
 import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +33,11 @@ _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Path to a config file, optionally with ':arg'.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+_CPU_DEVICES = flags.DEFINE_integer(
+  "cpu_devices",
+  8,
+  "Virtual devices the CPU backend is split into (no effect on GPU/TPU); 8 runs ~2x faster than 1 on 2 cores.",
+)
 
 
 def prepare_workdir(workdir: str):
@@ -49,38 +58,55 @@ def total_steps(config, num_examples: int) -> int:
   return int(config.epochs * num_examples // config.batch_size)
 
 
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  """Everything a run compiles for `config` on `mesh`; `make_state(seed)` and `step(state, batch)` are jitted."""
+
+  model: nn.Module
+  num_steps: int
+  make_state: Callable
+  state_sharding: Any
+  batch_sharding: Any
+  step: Callable
+
+
+def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
+  sharding.check_batch_size(config.batch_size)
+  replicated = sharding.replicated(mesh)
+  num_steps = total_steps(config, num_examples)
+  method = build_method(config)
+  model = WithOnlineProbe(method.model, num_classes)
+  tx, schedule = optim.make_optimizer(config, config.batch_size, num_steps)
+  size = config.dataset.image_size
+  sample_inputs = method.make_inputs(jnp.zeros((1, size, size, config.dataset.channels)), jax.random.PRNGKey(0))
+  init = functools.partial(init_state, model, tx, sample_inputs)
+  state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, 0))
+  step = jax.jit(
+    functools.partial(train_step, model=model, method=method, tx=tx, schedule=schedule),
+    donate_argnums=0,
+    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+    out_shardings=(state_sharding, replicated),
+  )
+  make_state = jax.jit(init, out_shardings=state_sharding)
+  return Trainer(model, num_steps, make_state, state_sharding, sharding.batch_sharding(mesh), step)
+
+
 def run(config, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it holds checkpoints) and returns the evaluation results."""
   prepare_workdir(workdir)
-  sharding.check_batch_size(config.batch_size)
   mesh = sharding.make_mesh()
-  batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-
   train_source = data.load_source(config.dataset, config.dataset.train_split)
+  trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
   sampler = data.StepIndexedSampler(len(train_source), config.batch_size, config.seed)
-  num_steps = total_steps(config, len(train_source))
-  method = build_method(config)
-  model = WithOnlineProbe(method.model, train_source.num_classes)
-  tx, schedule = optim.make_optimizer(config, config.batch_size, num_steps)
-
-  size = config.dataset.image_size
-  sample_inputs = method.make_inputs(jnp.zeros((1, size, size, config.dataset.channels)), jax.random.PRNGKey(0))
-  make_state = functools.partial(init_state, model, tx, sample_inputs)
-  state_shapes = jax.eval_shape(make_state, config.seed)
-  state_sharding = jax.tree.map(lambda _: replicated, state_shapes)
+  num_steps = trainer.num_steps
 
   manager = checkpoint.make_manager(workdir, config.get("keep_checkpoints", 3))
-  state = checkpoint.restore_latest(manager, checkpoint.abstract_like(state_shapes, state_sharding))
+  state_shapes = jax.eval_shape(trainer.make_state, config.seed)
+  state = checkpoint.restore_latest(manager, checkpoint.abstract_like(state_shapes, trainer.state_sharding))
   if state is None:
-    state = jax.jit(make_state, static_argnums=0, out_shardings=state_sharding)(config.seed)
+    state = trainer.make_state(config.seed)
   start_step = int(state.step)
-
-  step_fn = jax.jit(
-    functools.partial(train_step, model=model, method=method, tx=tx, schedule=schedule),
-    donate_argnums=0,
-    in_shardings=(state_sharding, batch_sharding),
-    out_shardings=(state_sharding, replicated),
-  )
+  step_fn, batch_sharding = trainer.step, trainer.batch_sharding
   writer = MetricWriter(workdir)
   progress = tqdm(
     total=num_steps,
@@ -109,7 +135,7 @@ def run(config, workdir: str) -> dict:
   writer.close()
   manager.wait_until_finished()
 
-  results = evaluate(config, model, state, tx, sample_inputs, batch_sharding)
+  results = evaluate(config, trainer, state)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2, sort_keys=True)
@@ -117,9 +143,9 @@ def run(config, workdir: str) -> dict:
   return results
 
 
-def evaluate(config, model, state, tx, sample_inputs, batch_sharding) -> dict:
+def evaluate(config, trainer: Trainer, state) -> dict:
   """Runs `config.evals` on the trained encoder against the baselines of `config.eval_baselines`."""
-  random_state = init_state(model, tx, sample_inputs, config.seed + 1)
+  model, random_state = trainer.model, trainer.make_state(config.seed + 1)
 
   def encoder_features(variables):
     return jax.jit(lambda images: model.apply(variables, images, method=WithOnlineProbe.encode))
@@ -134,7 +160,7 @@ def evaluate(config, model, state, tx, sample_inputs, batch_sharding) -> dict:
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   test_source = data.load_source(config.dataset, config.dataset.test_split)
   return evaluators.run_evaluators(
-    config.evals, featurizers, train_source, test_source, config.eval_batch_size, batch_sharding
+    config.evals, featurizers, train_source, test_source, config.eval_batch_size, trainer.batch_sharding
   )
 
 
@@ -153,19 +179,34 @@ def format_results(results: dict) -> str:
   return "\n".join(lines)
 
 
+def parse_flags(argv):
+  """absl flag parsing with a one-line error for unknown flags and config keys (`--config.no_such_key`)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    print(f"error: {error}", file=sys.stderr)
+  except (AttributeError, KeyError) as error:  # ml_collections: an override of a key the config does not have.
+    print(f"error: --config: unknown config key {str(error.args[0]).strip(chr(34))}", file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv):
   logging.set_verbosity(logging.WARNING)
+  if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    print("error: --config and --workdir are required", file=sys.stderr)
-    sys.exit(2)
   try:
+    if _CONFIG.value is None or _WORKDIR.value is None:
+      raise ConfigError("--config and --workdir are required")
     run(_CONFIG.value, _WORKDIR.value)
+  except OSError as error:  # The config file could not be loaded.
+    print(f"error: --config: {' '.join(str(error).split())}", file=sys.stderr)
+    sys.exit(2)
   except ConfigError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

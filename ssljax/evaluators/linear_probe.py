@@ -78,7 +78,7 @@ def linear_probe_accuracy(
   decays = jnp.asarray(weight_decays, jnp.float32)
   fit_kwargs = dict(num_classes=num_classes, steps=steps, batch_size=batch_size, seed=seed)
   kernels, biases = fit_softmax_classifiers(train_x[fit], train_y[fit], decays, **fit_kwargs)
-  val_accuracy = [_accuracy(k, b, train_x[val], train_y[val]) for k, b in zip(kernels, biases)]
+  val_accuracy = [_accuracy(k, b, train_x[val], train_y[val]) for k, b in zip(kernels, biases, strict=True)]
   best = decays[int(np.argmax(val_accuracy))]
   kernels, biases = fit_softmax_classifiers(train_x, train_y, best[None], **fit_kwargs)
   return _accuracy(kernels[0], biases[0], test_x, test_y)

@@ -37,7 +37,7 @@ class _Block(nn.Module):
       y = nn.relu(self.norm()(self.conv(self.filters, (3, 3), self.strides)(x)))
       y = self.conv(self.filters, (3, 3))(y)
     # The last BN of each block starts at zero so every block starts as the identity (as in SimCLR's ResNet).
-    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    y = self.norm(scale_init=nn.initializers.zeros, name="final_bn")(y)
     if residual.shape != y.shape:
       residual = self.norm()(self.conv(out_filters, (1, 1), self.strides, name="shortcut_conv")(residual))
     return nn.relu(y + residual)

@@ -1,0 +1,80 @@
+"""ResNet and projection head: parameter counts equal torchvision's, strides, widths, and BN semantics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssljax.models import ProjectionHead, ResNet
+
+
+def _num_params(module, shape):
+  variables = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(shape), train=False))
+  return sum(x.size for x in jax.tree.leaves(variables["params"]))
+
+
+@pytest.mark.parametrize("depth,with_fc", [(18, 11_689_512), (34, 21_797_672), (50, 25_557_032)])
+def test_parameter_counts_equal_torchvision(depth, with_fc):
+  model = ResNet(depth=depth)
+  trunk = _num_params(model, (1, 224, 224, 3))
+  assert trunk + model.feature_dim * 1000 + 1000 == with_fc  # torchvision resnetN with its 1000-way fc.
+
+
+def test_width_multiplier_and_small_stem():
+  model = ResNet(depth=50, width=2.0, small_stem=True)
+  assert model.feature_dim == 4096 and model.downsampling == 8
+  variables = model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=False)
+  assert variables["params"]["stem_conv"]["kernel"].shape == (3, 3, 3, 128)
+  out = model.apply(variables, jnp.ones((2, 32, 32, 3)), train=False)
+  assert out.shape == (2, 4096) and out.dtype == jnp.float32
+
+
+def test_resnet_blocks_start_as_identity():
+  # Every block's last BN starts at scale 0 (SimCLR's ResNet), so a block without a projection shortcut is
+  # relu(x) = x on the non-negative activations it receives at initialisation.
+  model = ResNet(depth=18, width=0.25, small_stem=True)
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  scales = [block["final_bn"]["scale"] for name, block in variables["params"].items() if name.startswith("_Block")]
+  assert len(scales) == 8 and all(np.all(np.asarray(s) == 0) for s in scales)
+  _, intermediates = model.apply(variables, x, train=False, capture_intermediates=True)
+  block_in = intermediates["intermediates"]["_Block_0"]["__call__"][0]
+  block_out = intermediates["intermediates"]["_Block_1"]["__call__"][0]
+  np.testing.assert_allclose(block_out, block_in, rtol=1e-6)  # Blocks 0 and 1 keep the shape: pure identity.
+
+
+def test_batchnorm_uses_batch_statistics_in_training_and_running_averages_in_eval():
+  model = ResNet(depth=18, width=0.25, small_stem=True)
+  x = jax.random.normal(jax.random.key(1), (8, 8, 8, 3))
+  variables = model.init(jax.random.key(0), x, train=True)
+  _, updates = model.apply(variables, x * 3 + 1, train=True, mutable=["batch_stats"])
+  stem_before = variables["batch_stats"]["BatchNorm_0"]["mean"]
+  stem_after = updates["batch_stats"]["BatchNorm_0"]["mean"]
+  assert not np.allclose(stem_before, stem_after)
+  # Eval mode is deterministic per example: a batch of one gives the same features as inside a batch.
+  full = model.apply(variables, x, train=False)
+  single = model.apply(variables, x[:1], train=False)
+  np.testing.assert_allclose(full[:1], single, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_compute_keeps_fp32_params():
+  model = ResNet(depth=18, width=0.25, small_stem=True, dtype=jnp.bfloat16)
+  variables = model.init(jax.random.key(0), jnp.zeros((2, 8, 8, 3)), train=False)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables["params"]))
+
+
+@pytest.mark.parametrize("num_layers", [2, 3])
+def test_projection_head_depth_and_final_bn(num_layers):
+  head = ProjectionHead(out_dim=16, num_layers=num_layers)
+  variables = head.init(jax.random.key(0), jnp.ones((4, 32)), train=False)
+  params = variables["params"]
+  dense = sorted(k for k in params if k.startswith("Dense"))
+  assert len(dense) == num_layers and all("bias" not in params[k] for k in dense)
+  last_bn = params[f"BatchNorm_{num_layers - 1}"]
+  assert "bias" not in last_bn and "bias" in params["BatchNorm_0"]
+  assert params[dense[0]]["kernel"].shape == (32, 32) and params[dense[-1]]["kernel"].shape == (32, 16)
+  # In training mode the output is batch-normalised: zero mean and unit variance per feature.
+  x = jax.random.normal(jax.random.key(1), (64, 32))
+  out, _ = head.apply(variables, x, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(out.std(0), 1.0, atol=1e-3)

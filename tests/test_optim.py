@@ -1,0 +1,57 @@
+"""Learning-rate scaling, warmup + cosine schedule, and LARS exclusions."""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from ssljax import optim
+from ssljax.config import ConfigError
+
+
+def _config(**overrides):
+  opt = dict(name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_steps=10, momentum=0.9)
+  return ml_collections.ConfigDict(dict(optimizer={**opt, **overrides}))
+
+
+def test_learning_rate_scaling_rules():
+  assert optim.scaled_learning_rate(0.3, 4096, "linear") == pytest.approx(4.8)  # SimCLR: 0.3 x B/256.
+  assert optim.scaled_learning_rate(0.075, 4096, "sqrt") == pytest.approx(4.8)  # SimCLR: 0.075 x sqrt(B).
+  with pytest.raises(ConfigError, match="config.optimizer.lr_scaling"):
+    optim.scaled_learning_rate(0.1, 256, "cubic")
+
+
+def test_warmup_then_cosine():
+  _, schedule = optim.make_optimizer(_config(), batch_size=512, total_steps=110)
+  peak = 0.6
+  np.testing.assert_allclose([schedule(0), schedule(5), schedule(10)], [0.0, peak / 2, peak], rtol=1e-6)
+  np.testing.assert_allclose(schedule(60), peak * 0.5 * (1 + np.cos(np.pi * 50 / 100)), rtol=1e-5)
+  np.testing.assert_allclose(schedule(110), 0.0, atol=1e-7)
+
+
+def test_lars_excludes_biases_and_norm_parameters():
+  params = {"kernel": jnp.full((4, 4), 2.0), "bias": jnp.full((4,), 2.0)}
+  grads = {"kernel": jnp.full((4, 4), 0.5), "bias": jnp.full((4,), 0.5)}
+  tx, _ = optim.make_optimizer(_config(weight_decay=0.1, warmup_steps=0), batch_size=256, total_steps=1000)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  lr = 0.3
+  # Kernel: trust ratio 0.001 * |w| / |g + wd w| with weight decay; bias: plain momentum SGD step -lr * g.
+  g = 0.5 + 0.1 * 2.0
+  np.testing.assert_allclose(updates["kernel"], -lr * 0.001 * (2.0 * 4) / (g * 4) * g, rtol=1e-5)
+  np.testing.assert_allclose(updates["bias"], -lr * 0.5, rtol=1e-5)
+
+
+def test_adamw_masks_weight_decay():
+  params = {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,))}
+  zeros = {"kernel": jnp.zeros((3, 3)), "bias": jnp.zeros((3,))}
+  tx, _ = optim.make_optimizer(_config(name="adamw", weight_decay=0.5, warmup_steps=0, lr_scaling="none"), 256, 100)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  np.testing.assert_allclose(updates["kernel"], -0.3 * 0.5, rtol=1e-5)  # Decoupled decay only.
+  np.testing.assert_allclose(updates["bias"], 0.0)
+  assert isinstance(tx, optax.GradientTransformation)
+
+
+def test_unknown_optimizer_is_a_named_error():
+  with pytest.raises(ConfigError, match="config.optimizer.name: unknown optimizer 'sgdx'"):
+    optim.make_optimizer(_config(name="sgdx"), 256, 10)
