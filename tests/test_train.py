@@ -19,9 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _launch(workdir, *overrides, arg="runlocal"):
   command = [sys.executable, "-m", "ssljax.train", f"--config=configs/simclr_digits.py:{arg}", f"--workdir={workdir}"]
-  return subprocess.Popen(
-    [*command, *overrides], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-  )
+  return subprocess.Popen([*command, *overrides], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _losses(workdir):
