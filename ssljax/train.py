@@ -24,7 +24,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from ssljax import checkpoint, data, evaluators, optim, sharding
-from ssljax.config import ConfigError
+from ssljax.config import ConfigError, require_choice
 from ssljax.methods import build_method
 from ssljax.metric_writer import MetricWriter
 from ssljax.train_step import WithOnlineProbe, init_state, train_step
@@ -135,7 +135,7 @@ def run(config, workdir: str) -> dict:
   writer.close()
   manager.wait_until_finished()
 
-  results = evaluate(config, trainer, state)
+  results = evaluate(config, trainer, state, train_source)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2, sort_keys=True)
@@ -143,21 +143,21 @@ def run(config, workdir: str) -> dict:
   return results
 
 
-def evaluate(config, trainer: Trainer, state) -> dict:
+def evaluate(config, trainer: Trainer, state, train_source) -> dict:
   """Runs `config.evals` on the trained encoder against the baselines of `config.eval_baselines`."""
-  model, random_state = trainer.model, trainer.make_state(config.seed + 1)
+  # Variables are arguments, not closed-over constants: one compilation serves every encoder.
+  encode = jax.jit(lambda variables, images: trainer.model.apply(variables, images, method=WithOnlineProbe.encode))
 
-  def encoder_features(variables):
-    return jax.jit(lambda images: model.apply(variables, images, method=WithOnlineProbe.encode))
+  def encoder_features(state):
+    return functools.partial(encode, {"params": state.params, **state.model_state})
 
-  featurizers = {"ssl": encoder_features({"params": state.params, **state.model_state})}
   baselines = {
-    "random_init": lambda: encoder_features({"params": random_state.params, **random_state.model_state}),
+    "random_init": lambda: encoder_features(trainer.make_state(config.seed + 1)),
     "raw_pixels": lambda: jax.jit(lambda images: images.reshape(images.shape[0], -1)),
   }
+  featurizers = {"ssl": encoder_features(state)}
   for name in config.eval_baselines:
-    featurizers[name] = baselines[name]()
-  train_source = data.load_source(config.dataset, config.dataset.train_split)
+    featurizers[name] = baselines[require_choice(name, baselines, "config.eval_baselines")]()
   test_source = data.load_source(config.dataset, config.dataset.test_split)
   return evaluators.run_evaluators(
     config.evals, featurizers, train_source, test_source, config.eval_batch_size, trainer.batch_sharding
