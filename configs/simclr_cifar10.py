@@ -20,17 +20,7 @@ def get_config(arg: str = ""):
   )
   config.model = dict(name="resnet", depth=18, width=1.0, small_stem=True)
   config.simclr = dict(temperature=0.5, proj_dim=128, proj_layers=2, proj_hidden_dim=None)
-  config.augment = dict(
-    crop_scale=(0.08, 1.0),
-    crop_ratio=(3 / 4, 4 / 3),
-    flip_prob=0.5,
-    jitter_prob=0.8,
-    jitter_strength=0.5,
-    grayscale_prob=0.2,
-    blur_prob=0.0,
-    blur_sigma=(0.1, 2.0),
-    solarize_prob=0.0,
-  )
+  config.augment.update(crop_scale=(0.08, 1.0), flip_prob=0.5, grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0))
   config.batch_size = 512
   config.epochs = 1000
   config.optimizer = dict(
