@@ -83,6 +83,24 @@ def _resize_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
   return out[..., None] if squeeze else out
 
 
+@dataclasses.dataclass(frozen=True)
+class SubsetSource:
+  """The examples `indices` of `source` (e.g. a labelled subset for fine-tuning), as a source of its own."""
+
+  source: object
+  indices: np.ndarray
+
+  @property
+  def num_classes(self) -> int:
+    return self.source.num_classes
+
+  def __len__(self):
+    return len(self.indices)
+
+  def get(self, indices):
+    return self.source.get(self.indices[indices])
+
+
 def _digits(split: str, size: int) -> ArraySource:
   from sklearn.datasets import load_digits
 

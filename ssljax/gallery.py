@@ -24,7 +24,7 @@ def gallery(config, num_images: int, seed: int = 0) -> np.ndarray:
 
   source = data.load_source(config.dataset, config.dataset.train_split)
   images = jnp.asarray(source.get(np.arange(num_images))["image"])
-  views = jax.jit(build_method(config).make_inputs)(images, jax.random.PRNGKey(seed))
+  views = jax.jit(build_method(config, source.num_classes).make_inputs)(images, jax.random.PRNGKey(seed))
   view_a, view_b = np.split(np.asarray(views), 2)
   rows = np.concatenate([np.asarray(images), view_a, view_b], axis=2)
   return (np.concatenate(list(rows), axis=0) * 255).round().astype(np.uint8)

@@ -1,4 +1,5 @@
-"""Scalars to `WORKDIR/metrics.jsonl` (one JSON object per line) and TensorBoard, from process 0 only."""
+"""Scalars to `WORKDIR/metrics.jsonl` (one JSON object per line) and TensorBoard, images to TensorBoard, from
+process 0 only."""
 
 import json
 import os
@@ -24,6 +25,11 @@ class MetricWriter:
     self._jsonl.flush()
     for name, value in scalars.items():
       self._tensorboard.add_scalar(name, value, step)
+
+  def write_image(self, step: int, name: str, image):
+    """uint8 [H, W, C] to TensorBoard."""
+    if self._active:
+      self._tensorboard.add_image(name, image, step, dataformats="HWC")
 
   def close(self):
     if self._active:

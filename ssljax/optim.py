@@ -3,12 +3,16 @@
 `config.optimizer`: name ('lars' | 'adamw'), base_lr, lr_scaling ('linear': base_lr * B / 256, 'sqrt':
 base_lr * sqrt(B), 'none'), weight_decay, warmup_steps and, per optimizer, momentum / b1, b2.
 Biases and normalisation parameters (every parameter with fewer than two dimensions) are excluded from weight
-decay and from LARS's trust ratio, as in SimCLR.
+decay and from LARS's trust ratio, as in SimCLR; `no_decay` names more (e.g. MAE fine-tuning's "cls_token").
+`layer_decay` < 1 scales a ViT's learning rate by layer_decay^(L + 1 - layer) (BEiT/MAE layer-wise decay).
 """
 
+import functools
 import math
+import re
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from ssljax.config import ConfigError
@@ -25,30 +29,65 @@ def scaled_learning_rate(base_lr: float, batch_size: int, scaling: str) -> float
   raise ConfigError(f"config.optimizer.lr_scaling: unknown scaling {scaling!r} (linear, sqrt, none)")
 
 
-def decay_mask(params):
-  """True for parameters that get weight decay and LARS adaptation: kernels, not biases or norm scales."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+def _path_names(path) -> list[str]:
+  return [str(getattr(key, "key", key)) for key in path]
+
+
+def decay_mask(params, no_decay=()):
+  """True for parameters that get weight decay and LARS adaptation: kernels, not biases or norm scales, and not
+  parameters whose path contains a name in `no_decay`."""
+  return jax.tree_util.tree_map_with_path(
+    lambda path, p: p.ndim > 1 and not set(_path_names(path)) & set(no_decay), params
+  )
+
+
+def layerwise_lr_scales(params, layer_decay: float):
+  """Per-parameter learning-rate multipliers of a ViT, as in MAE's fine-tuning (after BEiT): the patch
+  embedding and class token are layer 0, block i is layer i + 1, everything after the blocks (norms, head) is
+  layer L + 1 for L blocks; layer l gets layer_decay ** (L + 1 - l)."""
+
+  def layer(path):
+    names = _path_names(path)
+    block = [int(m.group(1)) for m in map(re.compile(r"blocks_(\d+)$").match, names) if m]
+    if block:
+      return block[0] + 1
+    return 0 if {"patch_embed", "cls_token"} & set(names) else None  # None: after the last block.
+
+  layers = jax.tree_util.tree_map_with_path(lambda path, _: layer(path), params)
+  block_layers = [x for x in jax.tree.leaves(layers) if x is not None]
+  if not block_layers or max(block_layers) == 0:
+    raise ConfigError("config.optimizer.layer_decay: needs a model with transformer blocks (a ViT)")
+  last = max(block_layers) + 1
+  return jax.tree.map(lambda x: layer_decay ** (last - (last if x is None else x)), layers, is_leaf=lambda x: x is None)
 
 
 def make_optimizer(config, batch_size: int, total_steps: int):
   """Returns (optax transformation, learning-rate schedule) for `config.optimizer`."""
   opt = config.optimizer
   peak = scaled_learning_rate(opt.base_lr, batch_size, opt.lr_scaling)
+  mask = functools.partial(decay_mask, no_decay=tuple(opt.get("no_decay", ())))
   warmup = min(opt.warmup_steps, total_steps)
   schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=0.0)
   if opt.name == "lars":
     tx = optax.lars(
       schedule,
       weight_decay=opt.weight_decay,
-      weight_decay_mask=decay_mask,
+      weight_decay_mask=mask,
       trust_coefficient=opt.get("trust_coefficient", 0.001),
-      trust_ratio_mask=decay_mask,
+      trust_ratio_mask=mask,
       momentum=opt.get("momentum", 0.9),
     )
   elif opt.name == "adamw":
-    tx = optax.adamw(
-      schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), weight_decay=opt.weight_decay, mask=decay_mask
-    )
+    tx = optax.adamw(schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), weight_decay=opt.weight_decay, mask=mask)
   else:
     raise ConfigError(f"config.optimizer.name: unknown optimizer {opt.name!r} (lars, adamw)")
+  if opt.get("layer_decay", 1.0) != 1.0:
+    # Scaling the whole update equals scaling the group's learning rate: AdamW's decay term is inside lr too.
+    layer_decay = opt.layer_decay
+    tx = optax.chain(
+      tx,
+      optax.stateless(
+        lambda updates, params: jax.tree.map(jnp.multiply, updates, layerwise_lr_scales(params, layer_decay))
+      ),
+    )
   return tx, schedule

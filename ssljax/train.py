@@ -6,28 +6,22 @@ Writes DIR/metrics.jsonl, DIR/tensorboard/, DIR/checkpoints/ (re-launching with 
 latest one) and DIR/results.json.
 """
 
-import dataclasses
 import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from ssljax import checkpoint, data, evaluators, optim, sharding
+from ssljax import checkpoint, data, evaluators, sharding
 from ssljax.config import ConfigError, require_choice
-from ssljax.methods import build_method
 from ssljax.metric_writer import MetricWriter
-from ssljax.train_step import WithOnlineProbe, init_state, train_step
+from ssljax.train_step import Trainer, build_trainer, run_steps
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Path to a config file, optionally with ':arg'.", lock_config=True
@@ -50,45 +44,6 @@ def prepare_workdir(workdir: str):
     os.remove(probe)
   except OSError as error:
     raise ConfigError(f"--workdir: {workdir!r} is not writable ({error.strerror})") from None
-
-
-def total_steps(config, num_examples: int) -> int:
-  if config.get("total_steps"):
-    return config.total_steps
-  return int(config.epochs * num_examples // config.batch_size)
-
-
-@dataclasses.dataclass(frozen=True)
-class Trainer:
-  """Everything a run compiles for `config` on `mesh`; `make_state(seed)` and `step(state, batch)` are jitted."""
-
-  model: nn.Module
-  num_steps: int
-  make_state: Callable
-  state_sharding: Any
-  batch_sharding: Any
-  step: Callable
-
-
-def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
-  sharding.check_batch_size(config.batch_size)
-  replicated = sharding.replicated(mesh)
-  num_steps = total_steps(config, num_examples)
-  method = build_method(config)
-  model = WithOnlineProbe(method.model, num_classes)
-  tx, schedule = optim.make_optimizer(config, config.batch_size, num_steps)
-  size = config.dataset.image_size
-  sample_inputs = method.make_inputs(jnp.zeros((1, size, size, config.dataset.channels)), jax.random.PRNGKey(0))
-  init = functools.partial(init_state, model, tx, sample_inputs)
-  state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, 0))
-  step = jax.jit(
-    functools.partial(train_step, model=model, method=method, tx=tx, schedule=schedule),
-    donate_argnums=0,
-    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
-    out_shardings=(state_sharding, replicated),
-  )
-  make_state = jax.jit(init, out_shardings=state_sharding)
-  return Trainer(model, num_steps, make_state, state_sharding, sharding.batch_sharding(mesh), step)
 
 
 def run(config, workdir: str) -> dict:
@@ -117,8 +72,9 @@ def run(config, workdir: str) -> dict:
     dynamic_ncols=True,
   )
   last_log = (start_step, time.perf_counter())
-  for step, batch in data.train_batches(train_source, sampler, batch_sharding, start_step, num_steps):
-    state, metrics = step_fn(state, batch)
+  batches = data.train_batches(train_source, sampler, batch_sharding, start_step, num_steps)
+  for step, new_state, metrics in run_steps(step_fn, state, batches):
+    state = new_state
     progress.update(1)
     done = step + 1
     if done % config.log_every == 0 or done == num_steps:
@@ -126,16 +82,16 @@ def run(config, workdir: str) -> dict:
       steps_per_sec = (done - last_log[0]) / (time.perf_counter() - last_log[1])
       last_log = (done, time.perf_counter())
       writer.write(done, {**metrics, "steps_per_sec": steps_per_sec})
-      progress.set_postfix(loss=f"{metrics['loss']:.4f}", probe_acc=f"{metrics['probe_accuracy']:.3f}")
+      progress.set_postfix({k: f"{metrics[k]:.4f}" for k in ("loss", "probe_accuracy") if k in metrics})
       if not np.isfinite(metrics["loss"]):
         raise FloatingPointError(f"loss became {metrics['loss']} at step {done}")
     if done % config.checkpoint_every == 0 or done == num_steps:
       checkpoint.save(manager, state)
   progress.close()
-  writer.close()
   manager.wait_until_finished()
 
-  results = evaluate(config, trainer, state, train_source)
+  results = evaluate(config, workdir, mesh, trainer, state, train_source, writer)
+  writer.close()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2, sort_keys=True)
@@ -143,25 +99,36 @@ def run(config, workdir: str) -> dict:
   return results
 
 
-def evaluate(config, trainer: Trainer, state, train_source) -> dict:
-  """Runs `config.evals` on the trained encoder against the baselines of `config.eval_baselines`."""
+def evaluate(config, workdir: str, mesh, trainer: Trainer, state, train_source, writer=None) -> dict:
+  """Runs `config.evals` on the trained model against the baselines of `config.eval_baselines`."""
   # Variables are arguments, not closed-over constants: one compilation serves every encoder.
-  encode = jax.jit(lambda variables, images: trainer.model.apply(variables, images, method=WithOnlineProbe.encode))
+  encode = jax.jit(lambda variables, images: trainer.model.apply(variables, images, method="encode"))
 
-  def encoder_features(state):
-    return functools.partial(encode, {"params": state.params, **state.model_state})
+  def variables_of(state):
+    return {"params": state.params, **state.model_state}
 
+  baseline_variables = {"random_init": variables_of(trainer.make_state(config.seed + 1))}
   baselines = {
-    "random_init": lambda: encoder_features(trainer.make_state(config.seed + 1)),
+    "random_init": lambda: functools.partial(encode, baseline_variables["random_init"]),
     "raw_pixels": lambda: jax.jit(lambda images: images.reshape(images.shape[0], -1)),
   }
-  featurizers = {"ssl": encoder_features(state)}
+  featurizers = {"ssl": functools.partial(encode, variables_of(state))}
   for name in config.eval_baselines:
     featurizers[name] = baselines[require_choice(name, baselines, "config.eval_baselines")]()
-  test_source = data.load_source(config.dataset, config.dataset.test_split)
-  return evaluators.run_evaluators(
-    config.evals, featurizers, train_source, test_source, config.eval_batch_size, trainer.batch_sharding
+  context = evaluators.EvalContext(
+    config=config,
+    workdir=workdir,
+    mesh=mesh,
+    batch_sharding=trainer.batch_sharding,
+    model=trainer.model,
+    variables=variables_of(state),
+    baseline_variables=baseline_variables,
+    featurizers=featurizers,
+    train_source=train_source,
+    test_source=data.load_source(config.dataset, config.dataset.test_split),
+    writer=writer,
   )
+  return evaluators.run_evaluators(config.evals, context)
 
 
 def format_results(results: dict) -> str:

@@ -1,10 +1,14 @@
-"""The one train step every method shares, and the sharded train state it updates.
+"""The one train step every method shares, the sharded train state it updates, and `build_trainer`, which
+compiles both for a config on a mesh.
 
 The step is a pure function of (state, batch): its randomness is `fold_in(state.rng, state.step)`, so a step is
 reproducible from a checkpoint alone. A linear classifier on stop-gradient features ("online probe", as in
-SimCLR) trains alongside when the data has labels; it never changes the representation.
+SimCLR) trains alongside unless `config.online_probe` is False; it never changes the representation.
 """
 
+import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -13,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssljax.methods import Method
+from ssljax import optim, sharding
+from ssljax.methods import Method, build_method
 
 
 class WithOnlineProbe(nn.Module):
@@ -23,13 +28,19 @@ class WithOnlineProbe(nn.Module):
   num_classes: int
 
   @nn.compact
-  def __call__(self, inputs, train: bool = True):
-    outputs = self.model(inputs, train=train)
+  def __call__(self, inputs, train: bool = True, **kwargs):
+    outputs = self.model(inputs, train=train, **kwargs)
     outputs["probe_logits"] = nn.Dense(self.num_classes, name="probe")(jax.lax.stop_gradient(outputs["features"]))
     return outputs
 
   def encode(self, images):
     return self.model.encode(images)
+
+
+def encoder_variables(variables: dict) -> dict:
+  """The encoder's part ({collection: subtree}) of the variables of a method's model, with or without the online
+  probe around it (see `Method.model`)."""
+  return {name: (tree["model"] if "model" in tree else tree)["encoder"] for name, tree in variables.items()}
 
 
 @flax.struct.dataclass
@@ -45,9 +56,15 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, sample_inputs
   """A fresh train state. Call under `jax.jit(..., out_shardings=...)` so it is created sharded."""
   rng = jax.random.PRNGKey(seed)
   init_rng, train_rng = jax.random.split(rng)
-  variables = model.init(init_rng, sample_inputs, train=True)
+  variables = nn.meta.unbox(model.init(_rng_streams(init_rng), sample_inputs, train=True))
   params = variables.pop("params")
   return TrainState(jnp.zeros((), jnp.int32), params, dict(variables), tx.init(params), train_rng)
+
+
+def _rng_streams(rng) -> dict:
+  """The named rng streams a model may draw from: "params", "dropout" (dropout, stochastic depth), "masking"."""
+  params_rng, dropout_rng, masking_rng = jax.random.split(rng, 3)
+  return {"params": params_rng, "dropout": dropout_rng, "masking": masking_rng}
 
 
 def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx, schedule):
@@ -62,18 +79,17 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
       inputs,
       train=True,
       mutable=list(state.model_state),
-      rngs={"dropout": model_rng},
+      rngs=_rng_streams(model_rng),
     )
-    loss, metrics = method.loss(outputs)
+    loss, metrics = method.loss(outputs, batch)
+    metrics = {**metrics, "loss": loss}
+    if "probe_logits" not in outputs:
+      return loss, (metrics, new_model_state)
     labels = jnp.tile(batch["label"], method.views_per_image)
     probe_logits = outputs["probe_logits"].astype(jnp.float32)
     probe_loss = optax.softmax_cross_entropy_with_integer_labels(probe_logits, labels).mean()
-    metrics = {
-      **metrics,
-      "loss": loss,
-      "probe_loss": probe_loss,
-      "probe_accuracy": jnp.mean(jnp.argmax(probe_logits, -1) == labels),
-    }
+    metrics["probe_loss"] = probe_loss
+    metrics["probe_accuracy"] = jnp.mean(jnp.argmax(probe_logits, -1) == labels)
     return loss + probe_loss, (metrics, new_model_state)
 
   grads, (metrics, new_model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
@@ -82,3 +98,58 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
   metrics = {**metrics, "learning_rate": schedule(state.step)}
   new_state = state.replace(step=state.step + 1, params=params, model_state=new_model_state, opt_state=opt_state)
   return new_state, metrics
+
+
+def total_steps(config, num_examples: int) -> int:
+  if config.get("total_steps"):
+    return config.total_steps
+  return int(config.epochs * num_examples // config.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  """Everything a run compiles for `config` on `mesh`; `make_state(seed)` and `step(state, batch)` are jitted."""
+
+  model: nn.Module
+  num_steps: int
+  make_state: Callable
+  state_sharding: Any
+  batch_sharding: Any
+  step: Callable
+
+
+def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
+  sharding.check_batch_size(config.batch_size)
+  replicated = sharding.replicated(mesh)
+  num_steps = total_steps(config, num_examples)
+  method = build_method(config, num_classes)
+  model = WithOnlineProbe(method.model, num_classes) if config.get("online_probe", True) else method.model
+  tx, schedule = optim.make_optimizer(config, config.batch_size, num_steps)
+  size = config.dataset.image_size
+  sample_inputs = method.make_inputs(jnp.zeros((1, size, size, config.dataset.channels)), jax.random.PRNGKey(0))
+  init = functools.partial(init_state, model, tx, sample_inputs)
+  state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, 0))
+  step = jax.jit(
+    functools.partial(train_step, model=model, method=method, tx=tx, schedule=schedule),
+    donate_argnums=0,
+    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+    out_shardings=(state_sharding, replicated),
+  )
+  make_state = jax.jit(init, out_shardings=state_sharding)
+  return Trainer(model, num_steps, make_state, state_sharding, sharding.batch_sharding(mesh), step)
+
+
+def run_steps(step_fn: Callable, state, batches):
+  """Applies `step_fn` to every (step, batch) of `batches`, yielding (step, new state, metrics).
+
+  The host waits for step s - 1 to finish before it dispatches step s + 1, so at most two steps are in flight:
+  enough to overlap input and compute, while unbounded asynchronous dispatch only queues memory on accelerators
+  and can deadlock the collectives of virtual CPU devices (programs of many steps compete for the same threads).
+  """
+  previous = None
+  for step, batch in batches:
+    state, metrics = step_fn(state, batch)
+    if previous is not None:
+      jax.block_until_ready(previous)
+    previous = metrics
+    yield step, state, metrics

@@ -5,7 +5,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from ssljax.evaluators import linear_probe
+from ssljax.evaluators import label_budgets, linear_probe
 
 
 def _digits():
@@ -31,11 +31,18 @@ def test_accuracy_agrees_with_sklearn_logistic_regression():
   assert selected >= reference - 0.03, (selected, reference)
 
 
-def test_balanced_subset_and_budget_keys():
+def test_balanced_subsets_and_budget_keys():
   train_x, train_y, test_x, test_y = _digits()
-  subset = linear_probe.balanced_subset(train_y, 10, seed=0)
-  assert np.bincount(train_y[subset]).tolist() == [10] * 10
-  np.testing.assert_array_equal(subset, linear_probe.balanced_subset(train_y, 10, seed=0))
+  subset, name = label_budgets.budget_subset(train_y, 10, seed=0)
+  assert np.bincount(train_y[subset]).tolist() == [10] * 10 and name == "10_per_class"
+  np.testing.assert_array_equal(subset, label_budgets.balanced_subset(train_y, 10, seed=0))
+  assert not np.array_equal(subset, label_budgets.balanced_subset(train_y, 10, seed=1))
+  percent, name = label_budgets.budget_subset(train_y, "10pct", seed=0)
+  counts = np.bincount(train_y)
+  assert name == "10pct" and np.bincount(train_y[percent]).tolist() == np.round(0.1 * counts).astype(int).tolist()
+  one_percent, _ = label_budgets.budget_subset(train_y, "1pct", seed=0)
+  assert np.all(np.bincount(train_y[one_percent]) >= 1) and len(np.unique(one_percent)) == len(one_percent)
+  assert len(label_budgets.budget_subset(train_y, "all", seed=0)[0]) == len(train_y)
   results = linear_probe.evaluate({"raw_pixels": (train_x, test_x)}, train_y, test_y, 10, label_budgets=("all", 10))
   assert set(results) == {"linear/raw_pixels/all", "linear/raw_pixels/10_per_class"}
   assert 0.75 < results["linear/raw_pixels/10_per_class"] < results["linear/raw_pixels/all"]

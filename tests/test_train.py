@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import simclr_digits
-from ssljax import data, train
+from ssljax import data, train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,7 +34,7 @@ def test_three_steps_on_8_devices_equal_1_device(mesh8):
   one_device = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=jax.devices()[:1])
   losses = {}
   for name, mesh in {"1": one_device, "8": mesh8}.items():
-    trainer = train.build_trainer(config, mesh, len(source), source.num_classes)
+    trainer = train_step.build_trainer(config, mesh, len(source), source.num_classes)
     state = trainer.make_state(config.seed)
     losses[name] = []
     for _, batch in data.train_batches(source, sampler, trainer.batch_sharding, 0, 3):

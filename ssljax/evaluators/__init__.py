@@ -1,18 +1,21 @@
-"""Evaluators, chosen per entry of `config.evals` by `type=`, run on frozen features after training.
+"""Evaluators, chosen per entry of `config.evals` by `type=`, run on the trained model after training.
 
-Every evaluator sees the same feature sets: "ssl" (the trained encoder) and the baselines named in
-`config.eval_baselines`: "random_init" (the same encoder, randomly initialised) and "raw_pixels" (flattened
-images), so that each SSL number is read against what no pretraining gives.
+Each evaluator is `run(context, **settings) -> {"<evaluator>/<features>/<setting>": value}` and reads what it
+needs from the `EvalContext`: frozen features (linear probe), the encoder's variables (fine-tuning) or the whole
+model (MAE reconstructions). Feature evaluators see the same feature sets: "ssl" (the trained encoder) and the
+baselines named in `config.eval_baselines`: "random_init" (the same encoder, randomly initialised) and
+"raw_pixels" (flattened images), so that each SSL number is read against what no pretraining gives.
 """
 
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
 import numpy as np
 from jax.experimental import multihost_utils
 
 from ssljax import data
 from ssljax.config import require_choice
-from ssljax.evaluators import linear_probe
-
-EVALUATORS = {"linear_probe": linear_probe.evaluate}
 
 
 def extract_features(featurizers: dict, source, batch_size: int, batch_sharding):
@@ -30,14 +33,55 @@ def extract_features(featurizers: dict, source, batch_size: int, batch_sharding)
   return {name: np.concatenate(c) for name, c in chunks.items()}, np.concatenate(labels)
 
 
-def run_evaluators(evals_config, featurizers: dict, train_source, test_source, batch_size: int, batch_sharding) -> dict:
-  """Runs every evaluator of `config.evals`; returns their merged {"<eval>/<features>/<setting>": value}."""
-  train_features, train_labels = extract_features(featurizers, train_source, batch_size, batch_sharding)
-  test_features, test_labels = extract_features(featurizers, test_source, batch_size, batch_sharding)
-  features = {name: (train_features[name], test_features[name]) for name in featurizers}
+@dataclasses.dataclass
+class EvalContext:
+  """A trained model and what evaluators need around it.
+
+  Attributes:
+    config: the run's config (fine-tuning derives its own from it).
+    model: the trained Flax module (the method's model, possibly wrapped with the online probe).
+    variables: {"params": ..., **model_state} of the trained model.
+    baseline_variables: name -> variables of the same model for baselines that need a model ("random_init").
+    featurizers: name -> jitted images [B, H, W, C] -> features [B, D] ("ssl" and the baselines).
+    writer: a `MetricWriter` for images, or None.
+  """
+
+  config: Any
+  workdir: str
+  mesh: Any
+  batch_sharding: Any
+  model: nn.Module
+  variables: dict
+  baseline_variables: dict
+  featurizers: dict
+  train_source: Any
+  test_source: Any
+  writer: Any = None
+  _features: tuple | None = dataclasses.field(default=None, init=False, repr=False)
+
+  def features(self):
+    """({name: (train [N, D], test [M, D])}, train labels [N], test labels [M]), all on the host; extracted once
+    and shared by every evaluator."""
+    if self._features is None:
+      batch_size = self.config.eval_batch_size
+      train, train_labels = extract_features(self.featurizers, self.train_source, batch_size, self.batch_sharding)
+      test, test_labels = extract_features(self.featurizers, self.test_source, batch_size, self.batch_sharding)
+      self._features = ({name: (train[name], test[name]) for name in self.featurizers}, train_labels, test_labels)
+    return self._features
+
+
+def _evaluators() -> dict:
+  from ssljax.evaluators import finetune, linear_probe, reconstruction
+
+  return {"linear_probe": linear_probe.run, "finetune": finetune.run, "reconstruction": reconstruction.run}
+
+
+def run_evaluators(evals_config, context: EvalContext) -> dict:
+  """Runs every evaluator of `config.evals`; returns their merged results."""
+  evaluators = _evaluators()
   results = {}
   for name, eval_config in evals_config.items():
-    evaluator = EVALUATORS[require_choice(eval_config.type, EVALUATORS, f"config.evals.{name}.type")]
+    evaluator = evaluators[require_choice(eval_config.type, evaluators, f"config.evals.{name}.type")]
     settings = {k: v for k, v in eval_config.items() if k != "type"}
-    results.update(evaluator(features, train_labels, test_labels, train_source.num_classes, **settings))
+    results.update(evaluator(context, **settings))
   return results

@@ -1,8 +1,10 @@
 """Linear probe on frozen features, in JAX/optax so that it scales to ImageNet-sized feature banks.
 
-Features are standardised with training-set statistics; a softmax classifier is trained with Adam on minibatches
-(full batch when the set is small) for every weight decay of a grid at once (vmapped); the weight decay with the
-best accuracy on a class-balanced validation part of the training labels is refit on all of them.
+Features are standardised with training-set statistics: MAE's BatchNorm-before-the-head trick (a BatchNorm
+without affine parameters, evaluated with population statistics), which matters for features of very different
+scales such as MAE's class token, and is harmless for the others. A softmax classifier is trained with Adam on
+minibatches (full batch when the set is small) for every weight decay of a grid at once (vmapped); the weight
+decay with the best accuracy on a class-balanced validation part of the training labels is refit on all of them.
 """
 
 import functools
@@ -11,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from ssljax.evaluators.label_budgets import balanced_subset, budget_subset
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "steps", "batch_size"))
@@ -50,13 +54,6 @@ def _accuracy(kernel, bias, features, labels) -> float:
   return float(jnp.mean(jnp.argmax(features @ kernel + bias, -1) == labels))
 
 
-def balanced_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-  """Indices of `per_class` examples of every class (all of a class if it has fewer), fixed by `seed`."""
-  rng = np.random.default_rng(seed)
-  picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
-  return np.sort(np.concatenate(picks))
-
-
 def linear_probe_accuracy(
   train_x,
   train_y,
@@ -91,18 +88,23 @@ def evaluate(
 
   Args:
     features: name -> (train features [N, D], test features [M, D]), e.g. "ssl", "raw_pixels", "random_init".
-    label_budgets: "all", or an int k for k labelled training examples per class (fixed by `seed`).
+    label_budgets: see `label_budgets.budget_subset` ("all", k per class, "10pct").
 
   Returns:
-    {"linear/<features>/<all | k_per_class>": test accuracy}.
+    {"linear/<features>/<budget>": test accuracy}.
   """
   results = {}
   for budget in label_budgets:
-    subset = np.arange(len(train_y)) if budget == "all" else balanced_subset(train_y, budget, seed)
-    budget_name = "all" if budget == "all" else f"{budget}_per_class"
+    subset, budget_name = budget_subset(train_y, budget, seed)
     for name, (train_x, test_x) in features.items():
       accuracy = linear_probe_accuracy(
         train_x[subset], train_y[subset], test_x, test_y, num_classes, steps=steps, seed=seed
       )
       results[f"linear/{name}/{budget_name}"] = accuracy
   return results
+
+
+def run(context, **settings) -> dict:
+  """The evaluator entry point (`config.evals.NAME.type = "linear_probe"`)."""
+  features, train_y, test_y = context.features()
+  return evaluate(features, train_y, test_y, context.train_source.num_classes, **settings)

@@ -14,11 +14,13 @@ class Method:
   """What the shared train step needs to know about a method.
 
   Attributes:
-    model: Flax module; `model(inputs, train=...)` returns a dict with at least "features" (the representation
-      that evaluation and the online probe read) and whatever `loss` needs; `model.encode(images)` returns the
-      features of un-augmented images in inference mode.
+    model: Flax module with a submodule attribute `encoder` (the trunk that evaluation and fine-tuning reuse,
+      so its parameters live under "encoder"); `model(inputs, train=...)` returns a dict with at least
+      "features" (the representation that the online probe reads) and whatever `loss` needs;
+      `model.encode(images)` returns the features of un-augmented images in inference mode. It may draw from the
+      rng streams "dropout" and "masking".
     make_inputs: (images [N, H, W, C] in [0, 1], rng) -> model inputs, e.g. augmented views; runs inside jit.
-    loss: model outputs -> (scalar loss, dict of scalar metrics).
+    loss: (model outputs, batch) -> (scalar loss, dict of scalar metrics); the batch carries the labels.
     views_per_image: how many rows of "features" each input image contributes (the probe tiles labels so).
   """
 
@@ -28,8 +30,8 @@ class Method:
   views_per_image: int
 
 
-def build_method(config) -> Method:
-  from ssljax.methods import simclr
+def build_method(config, num_classes: int) -> Method:
+  from ssljax.methods import mae, simclr, supervised
 
-  builders = {"simclr": simclr.build}
-  return builders[require_choice(config.method, builders, "config.method")](config)
+  builders = {"simclr": simclr.build, "mae": mae.build, "supervised": supervised.build}
+  return builders[require_choice(config.method, builders, "config.method")](config, num_classes)

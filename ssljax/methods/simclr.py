@@ -31,12 +31,14 @@ def two_views(images, rng, augment_config: augment.AugmentConfig):
   )
 
 
-def contrastive_loss(outputs, temperature: float):
+def contrastive_loss(outputs, batch, temperature: float):
+  del batch  # Unsupervised.
   z_a, z_b = jnp.split(outputs["projections"], 2)
   return losses.nt_xent(z_a, z_b, temperature), {}
 
 
-def build(config) -> Method:
+def build(config, num_classes: int) -> Method:
+  del num_classes  # Labels are only for the online probe and evaluation.
   dtype = jnp.dtype(config.dtype)
   encoder = models.build_encoder(config.model, config.dataset.image_size, dtype)
   projector = models.ProjectionHead(

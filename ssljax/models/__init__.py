@@ -1,14 +1,35 @@
-"""Model zoo: encoders and heads as Flax Linen modules."""
+"""Model zoo: encoders and heads as Flax Linen modules, and the MAE pieces."""
 
 from ssljax.config import ConfigError, require_choice
+from ssljax.models.mae import MAEDecoder, MaskedAutoencoder, random_masking
 from ssljax.models.resnet import RESNET_SPECS, ProjectionHead, ResNet
+from ssljax.models.vit import VIT_SPECS, ViT, patchify, sincos_pos_embed_2d, unpatchify
 
-__all__ = ["RESNET_SPECS", "ProjectionHead", "ResNet", "build_encoder"]
+__all__ = [
+  "RESNET_SPECS",
+  "VIT_SPECS",
+  "MAEDecoder",
+  "MaskedAutoencoder",
+  "ProjectionHead",
+  "ResNet",
+  "ViT",
+  "build_encoder",
+  "patchify",
+  "random_masking",
+  "sincos_pos_embed_2d",
+  "unpatchify",
+]
 
 
 def build_encoder(model_config, image_size: int, dtype):
-  """The encoder named by `config.model` (name="resnet", depth, width, small_stem) for images of `image_size`."""
-  require_choice(model_config.name, {"resnet"}, "config.model.name")
+  """The encoder named by `config.model` for square images of `image_size`.
+
+  resnet: depth, width, small_stem. vit: variant (Ti/S/B/L/H) with optional width/depth/num_heads overrides,
+  patch_size, pool ("cls" | "mean"), drop_path.
+  """
+  name = require_choice(model_config.name, {"resnet", "vit"}, "config.model.name")
+  if name == "vit":
+    return _build_vit(model_config, image_size, dtype)
   require_choice(model_config.depth, RESNET_SPECS, "config.model.depth")
   encoder = ResNet(model_config.depth, model_config.width, model_config.small_stem, dtype)
   if image_size < encoder.downsampling:
@@ -17,3 +38,19 @@ def build_encoder(model_config, image_size: int, dtype):
       f" (small_stem={model_config.small_stem}); use larger images or config.model.small_stem=True"
     )
   return encoder
+
+
+def _build_vit(model_config, image_size: int, dtype) -> ViT:
+  width, depth, num_heads = VIT_SPECS[require_choice(model_config.variant, VIT_SPECS, "config.model.variant")]
+  width = model_config.get("width") or width
+  depth = model_config.get("depth") or depth
+  num_heads = model_config.get("num_heads") or num_heads
+  patch_size = model_config.patch_size
+  if image_size % patch_size:
+    raise ConfigError(
+      f"config.dataset.image_size: {image_size} px is not divisible by config.model.patch_size {patch_size}"
+    )
+  if width % num_heads or width % 4:
+    raise ConfigError(f"config.model.width: {width} must be divisible by 4 and by num_heads {num_heads}")
+  pool = require_choice(model_config.get("pool", "cls"), {"cls", "mean"}, "config.model.pool")
+  return ViT(patch_size, width, depth, num_heads, pool=pool, drop_path=model_config.get("drop_path", 0.0), dtype=dtype)

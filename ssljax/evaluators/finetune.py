@@ -1,0 +1,96 @@
+"""End-to-end fine-tuning of the pretrained encoder with a linear head, on all labels or a class-balanced subset
+(SimCLR's 1%/10% semi-supervised protocol), through the shared train step (method "supervised").
+
+For a ViT this is MAE's recipe: global average pooling with a fresh LayerNorm ("mean" pool), stochastic depth,
+AdamW with layer-wise learning-rate decay, label smoothing, class token without weight decay. The same fine-tune
+from a randomly initialised encoder is the baseline. Mixup/CutMix/RandAugment of the ImageNet recipe are not
+implemented.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from ssljax import data
+from ssljax.config import ConfigError
+from ssljax.evaluators.label_budgets import budget_subset
+from ssljax.train_step import build_trainer, encoder_variables, run_steps
+
+
+def finetune_config(pretrain_config, num_examples: int, settings: dict):
+  """The pretraining config turned into a supervised run over `num_examples` labelled examples."""
+  config = ConfigDict(pretrain_config.to_dict())
+  config.method = "supervised"
+  config.online_probe = False
+  config.supervised = dict(label_smoothing=settings.get("label_smoothing", 0.1))
+  if config.model.name == "vit":
+    config.model.pool = "mean"
+    config.model.drop_path = settings.get("drop_path", 0.1)
+  config.augment = dict(settings["augment"])
+  devices = jax.device_count()
+  config.batch_size = min(settings["batch_size"], num_examples // devices * devices)
+  if config.batch_size == 0:
+    raise ConfigError(f"config.evals.finetune: {num_examples} labelled examples are fewer than the {devices} devices")
+  config.epochs = settings["epochs"]
+  config.total_steps = 0
+  config.optimizer = dict(settings["optimizer"])
+  steps_per_epoch = num_examples / config.batch_size
+  config.optimizer.warmup_steps = int(round(settings.get("warmup_epochs", 0) * steps_per_epoch))
+  return config
+
+
+def _merge(fresh: dict, pretrained: dict) -> dict:
+  """`fresh` with every entry that `pretrained` also has replaced by a copy of the pretrained one (so that the
+  train step's buffer donation never frees the trained model's arrays)."""
+  if not isinstance(fresh, dict):
+    if fresh.shape != pretrained.shape:
+      raise ConfigError(f"fine-tuning: pretrained shape {pretrained.shape} does not fit {fresh.shape}")
+    return jnp.array(pretrained, copy=True)
+  return {k: _merge(v, pretrained[k]) if k in pretrained else v for k, v in fresh.items()}
+
+
+def finetune_accuracy(config, mesh, init_encoder, train_source, test_source, eval_batch_size: int, seed: int):
+  """Test accuracy after fine-tuning from `init_encoder` variables (None: from scratch)."""
+  trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
+  state = trainer.make_state(seed)
+  if init_encoder is not None:
+    fresh = {"params": state.params, **state.model_state}
+    merged = {name: {**tree, "encoder": _merge(tree["encoder"], init_encoder[name])} for name, tree in fresh.items()}
+    params = merged.pop("params")
+    state = jax.device_put(state.replace(params=params, model_state=merged), trainer.state_sharding)
+  sampler = data.StepIndexedSampler(len(train_source), config.batch_size, seed)
+  batches = data.train_batches(train_source, sampler, trainer.batch_sharding, 0, trainer.num_steps)
+  for _, new_state, _ in run_steps(trainer.step, state, batches):
+    state = new_state
+
+  predict = jax.jit(
+    lambda variables, images: jnp.argmax(trainer.model.apply(variables, images, train=False)["logits"], -1)
+  )
+  variables = {"params": state.params, **state.model_state}
+  correct = 0
+  for batch, valid in data.eval_batches(test_source, eval_batch_size, trainer.batch_sharding):
+    correct += int(np.sum(np.asarray(predict(variables, batch["image"]) == batch["label"])[:valid]))
+  return correct / len(test_source)
+
+
+def run(context, label_budgets=("all",), baselines=("random_init",), seed: int = 0, **settings) -> dict:
+  """{"finetune/<ssl | random_init>/<budget>": test accuracy}; `settings`: batch_size, epochs, warmup_epochs,
+  optimizer (as `config.optimizer`, may set layer_decay and no_decay), augment, drop_path, label_smoothing."""
+  _, train_labels, _ = context.features()
+  initial = {"ssl": encoder_variables(context.variables)}
+  for name in baselines:
+    if name != "random_init":
+      raise ConfigError(f"config.evals.finetune.baselines: only 'random_init' can be fine-tuned, not {name!r}")
+    initial[name] = None
+  results = {}
+  for budget in label_budgets:
+    subset, budget_name = budget_subset(train_labels, budget, seed)
+    source = data.SubsetSource(context.train_source, subset)
+    config = finetune_config(context.config, len(source), settings)
+    for name, init in initial.items():
+      accuracy = finetune_accuracy(
+        config, context.mesh, init, source, context.test_source, context.config.eval_batch_size, seed
+      )
+      results[f"finetune/{name}/{budget_name}"] = accuracy
+  return results

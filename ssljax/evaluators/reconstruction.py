@@ -1,0 +1,80 @@
+"""MAE's held-out reconstruction: masked-patch loss on the test split against the predict-the-mean-patch
+baseline, and a PNG grid (original | masked | reconstruction with the visible patches pasted back)."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssljax import data, losses
+from ssljax.config import ConfigError
+from ssljax.models import patchify, unpatchify
+
+
+def _normalized_patches(patches, norm_pix: bool):
+  """The loss's target: patches, normalised per patch as in `losses.mae_loss` when `norm_pix`."""
+  if not norm_pix:
+    return patches
+  mean, var = patches.mean(-1, keepdims=True), patches.var(-1, keepdims=True, ddof=1)
+  return (patches - mean) / jnp.sqrt(var + 1e-6)
+
+
+def reconstruction_grid(images, pred, mask, patch_size: int, norm_pix: bool) -> np.ndarray:
+  """uint8 [N * H, 3 * W, C]: per row the original, the masked input (removed patches grey) and the prediction
+  for the removed patches with the visible ones pasted back. With `norm_pix`, predictions are mapped back to
+  pixels with the true patch's mean and variance (the model predicts normalised patches)."""
+  target = patchify(images, patch_size)
+  if norm_pix:
+    mean, var = target.mean(-1, keepdims=True), target.var(-1, keepdims=True, ddof=1)
+    pred = pred * jnp.sqrt(var + 1e-6) + mean
+  removed = mask[..., None]
+  masked = unpatchify(target * (1 - removed) + 0.5 * removed, patch_size)
+  pasted = unpatchify(target * (1 - removed) + pred * removed, patch_size)
+  rows = jnp.concatenate([images, masked, pasted], axis=2)
+  return np.asarray(jnp.clip(jnp.concatenate(list(rows), axis=0), 0, 1) * 255).round().astype(np.uint8)
+
+
+def run(context, num_images: int = 16, mask_ratio: float | None = None, seed: int = 0) -> dict:
+  """{"reconstruction/ssl/masked_mse", "reconstruction/mean_patch/masked_mse"} on the test split, masks fixed by
+  `seed`; writes WORKDIR/reconstructions.png (and to TensorBoard)."""
+  config = context.config
+  if config.method != "mae":
+    raise ConfigError(f"config.evals: the reconstruction evaluator needs method 'mae', not {config.method!r}")
+  norm_pix, patch_size = config.mae.norm_pix, config.model.patch_size
+  apply = jax.jit(
+    lambda variables, images, rng: context.model.apply(
+      variables, images, train=False, mask_ratio=mask_ratio, rngs={"masking": rng}
+    )
+  )
+  # The baseline predicts, for every patch position, the mean (normalised) training patch at that position.
+  train_images = jnp.asarray(context.train_source.get(np.arange(len(context.train_source)))["image"])
+  mean_patch = _normalized_patches(patchify(train_images, patch_size), norm_pix).mean(axis=0)
+
+  sums = {"ssl": 0.0, "mean_patch": 0.0}
+  masked_patches = 0.0
+  first = None
+  rng = jax.random.key(seed)
+  for index, (batch, valid) in enumerate(
+    data.eval_batches(context.test_source, config.eval_batch_size, context.batch_sharding)
+  ):
+    outputs = apply(context.variables, batch["image"], jax.random.fold_in(rng, index))
+    weights = outputs["mask"] * (jnp.arange(outputs["mask"].shape[0]) < valid)[:, None]  # Padding counts 0.
+    count = float(jnp.sum(weights))
+    baseline = jnp.broadcast_to(mean_patch, outputs["target"].shape)
+    sums["ssl"] += count * float(losses.mae_loss(outputs["pred"], outputs["target"], weights, norm_pix))
+    sums["mean_patch"] += count * float(losses.mae_loss(baseline, outputs["target"], weights, norm_pix))
+    masked_patches += count
+    if first is None:
+      first = jax.device_get((batch["image"][:num_images], outputs["pred"][:num_images], outputs["mask"][:num_images]))
+
+  grid = reconstruction_grid(*first, patch_size, norm_pix)
+  if jax.process_index() == 0:
+    from PIL import Image
+
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(
+      os.path.join(context.workdir, "reconstructions.png")
+    )
+    if context.writer is not None:
+      context.writer.write_image(0, "reconstructions", grid)
+  return {f"reconstruction/{name}/masked_mse": total / masked_patches for name, total in sums.items()}

@@ -1,0 +1,210 @@
+"""Vision Transformer (Dosovitskiy et al. 2021) as used by MAE (He et al. 2022): pre-norm blocks, a class token,
+fixed 2D sin-cos position embeddings, attention through `jax.nn.dot_product_attention` (fused kernels on GPU).
+
+Initialisation follows facebookresearch/mae: Xavier-uniform linear layers (the fused qkv projection counted as
+one [D, 3D] matrix), zero biases, class/mask tokens N(0, 0.02), LayerNorm eps 1e-6, exact (erf) GELU.
+Every parameter carries logical axis names ("embed", "mlp", "heads", "kv", "qkv", "patch") so that a mesh can
+shard them by rules; `nn.meta.unbox` strips the annotations where they are not needed.
+"""
+
+from typing import Any
+
+import einops
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# (width, depth, heads) of the standard sizes; the MLP is 4x wide in all of them.
+VIT_SPECS = {"Ti": (192, 12, 3), "S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "H": (1280, 32, 16)}
+
+
+def partitioned(init, names):
+  """`init` whose parameter carries the logical axis names `names`."""
+  return nn.with_logical_partitioning(init, names)
+
+
+_xavier = nn.initializers.xavier_uniform()
+
+
+def patchify(images, patch_size: int):
+  """[N, H, W, C] -> [N, (H/p)(W/p), p*p*C]: patches in row-major order, pixels within a patch in (row, column,
+  channel) order, as the reference's `patchify`."""
+  _, height, width, _ = images.shape
+  if height % patch_size or width % patch_size:
+    raise ValueError(f"image size {height}x{width} is not divisible by the patch size {patch_size}")
+  return einops.rearrange(images, "n (h p) (w q) c -> n (h w) (p q c)", p=patch_size, q=patch_size)
+
+
+def unpatchify(patches, patch_size: int):
+  """Inverse of `patchify` for square images: [N, L, p*p*C] -> [N, sqrt(L) p, sqrt(L) p, C]."""
+  grid = square_grid_size(patches.shape[1])
+  return einops.rearrange(patches, "n (h w) (p q c) -> n (h p) (w q) c", h=grid, p=patch_size, q=patch_size)
+
+
+def square_grid_size(num_patches: int) -> int:
+  grid = int(round(num_patches**0.5))
+  if grid * grid != num_patches:
+    raise ValueError(f"{num_patches} patches do not form a square grid")
+  return grid
+
+
+def _sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+  """[M] positions -> [M, dim]: sines then cosines at frequencies 10000^(-k / (dim/2)), k < dim/2."""
+  frequencies = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float32) / (dim / 2))
+  angles = positions.reshape(-1).astype(np.float32)[:, None] * frequencies
+  return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_pos_embed_2d(embed_dim: int, grid_size: int, cls_token: bool = False) -> np.ndarray:
+  """Fixed position embeddings [grid_size^2 (+1), embed_dim] float32, equal to the reference
+  `get_2d_sincos_pos_embed`: the first half of the channels encodes the column, the second half the row (the
+  reference's meshgrid puts the width coordinate first); with `cls_token`, a zero row is prepended."""
+  if embed_dim % 4:
+    raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {embed_dim}")
+  rows, columns = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
+  embed = np.concatenate([_sincos_1d(embed_dim // 2, columns), _sincos_1d(embed_dim // 2, rows)], axis=1)
+  if cls_token:
+    embed = np.concatenate([np.zeros((1, embed_dim), np.float32), embed])
+  return embed
+
+
+class Attention(nn.Module):
+  num_heads: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    width = x.shape[-1]
+    head_dim = width // self.num_heads
+    # DenseGeneral initialises the flattened [D, 3D] kernel: fan-in D, fan-out 3D, as the reference's Xavier
+    # init of its fused qkv weight.
+    qkv = nn.DenseGeneral(
+      (3, self.num_heads, head_dim),
+      dtype=self.dtype,
+      kernel_init=partitioned(_xavier, ("embed", "qkv", "heads", "kv")),
+      bias_init=partitioned(nn.initializers.zeros, ("qkv", "heads", "kv")),
+      name="qkv",
+    )(x)
+    query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [N, T, heads, head_dim]
+    out = jax.nn.dot_product_attention(query, key, value)
+    return nn.DenseGeneral(
+      width,
+      axis=(-2, -1),
+      dtype=self.dtype,
+      kernel_init=partitioned(_xavier, ("heads", "kv", "embed")),
+      bias_init=partitioned(nn.initializers.zeros, ("embed",)),
+      name="proj",
+    )(out)
+
+
+def dense(features: int, names, dtype, name: str):
+  """A Xavier-initialised linear layer whose kernel has logical axes `names` (bias: the last of them)."""
+  return nn.Dense(
+    features,
+    dtype=dtype,
+    kernel_init=partitioned(_xavier, names),
+    bias_init=partitioned(nn.initializers.zeros, names[-1:]),
+    name=name,
+  )
+
+
+def layer_norm(dtype, name: str | None = None):
+  """LayerNorm with the reference's epsilon (1e-6) over an "embed" axis."""
+  return nn.LayerNorm(
+    epsilon=1e-6,
+    dtype=dtype,
+    scale_init=partitioned(nn.initializers.ones, ("embed",)),
+    bias_init=partitioned(nn.initializers.zeros, ("embed",)),
+    name=name,
+  )
+
+
+class Block(nn.Module):
+  """Pre-norm transformer block; `drop_path` drops the whole residual branch per example (stochastic depth)."""
+
+  num_heads: int
+  mlp_ratio: float = 4.0
+  drop_path: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    width = x.shape[-1]
+    drop = nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train or self.drop_path == 0)
+    x = x + drop(Attention(self.num_heads, self.dtype, name="attn")(layer_norm(self.dtype, "norm1")(x)))
+    y = layer_norm(self.dtype, "norm2")(x)
+    y = dense(int(width * self.mlp_ratio), ("embed", "mlp"), self.dtype, "fc1")(y)
+    y = dense(width, ("mlp", "embed"), self.dtype, "fc2")(nn.gelu(y, approximate=False))
+    return x + drop(y)
+
+
+class Transformer(nn.Module):
+  """`depth` blocks; stochastic-depth rates rise linearly from 0 to `drop_path` (as in timm/DeiT)."""
+
+  depth: int
+  num_heads: int
+  mlp_ratio: float = 4.0
+  drop_path: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    for i, rate in enumerate(np.linspace(0.0, self.drop_path, self.depth)):
+      x = Block(self.num_heads, self.mlp_ratio, float(rate), self.dtype, name=f"blocks_{i}")(x, train)
+    return x
+
+
+class ViT(nn.Module):
+  """ViT trunk: images [N, H, W, C] -> features [N, width].
+
+  The steps are exposed separately so that MAE can drop tokens between them: `embed_patches` (patch embedding
+  plus position embedding, [N, L, width]), then `encode_tokens` (class token, blocks, final norm,
+  [N, 1 + L', width]) on any subset of the L tokens.
+
+  Attributes:
+    pool: "cls" (the normalised class token; MAE's linear-probe features) or "mean" (the mean of the patch tokens
+      through a fresh `fc_norm`; MAE's fine-tuning default, which replaces the final norm).
+    drop_path: stochastic-depth rate of the last block (fine-tuning; 0 for pretraining).
+  """
+
+  patch_size: int
+  width: int
+  depth: int
+  num_heads: int
+  mlp_ratio: float = 4.0
+  pool: str = "cls"
+  drop_path: float = 0.0
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    self.patch_embed = dense(self.width, ("patch", "embed"), self.dtype, "patch_embed")
+    self.cls_token = self.param(
+      "cls_token", partitioned(nn.initializers.normal(0.02), (None, None, "embed")), (1, 1, self.width)
+    )
+    self.transformer = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.drop_path, self.dtype)
+    if self.pool == "cls":
+      self.norm = layer_norm(self.dtype)
+    elif self.pool == "mean":
+      self.fc_norm = layer_norm(self.dtype)
+    else:
+      raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}")
+
+  @property
+  def feature_dim(self) -> int:
+    return self.width
+
+  def embed_patches(self, images):
+    tokens = self.patch_embed(patchify(images, self.patch_size))
+    return tokens + sincos_pos_embed_2d(self.width, square_grid_size(tokens.shape[1])).astype(tokens.dtype)
+
+  def encode_tokens(self, tokens, train: bool = True):
+    """[N, L', width] position-embedded tokens -> [N, 1 + L', width]; the class token (position embedding 0)
+    comes first. With pool="mean" the output is not normalised (only the pooled vector is)."""
+    cls = jnp.broadcast_to(self.cls_token.astype(tokens.dtype), (tokens.shape[0], 1, self.width))
+    x = self.transformer(jnp.concatenate([cls, tokens], axis=1), train)
+    return self.norm(x) if self.pool == "cls" else x
+
+  def __call__(self, images, train: bool = True):
+    x = self.encode_tokens(self.embed_patches(images), train)
+    return x[:, 0] if self.pool == "cls" else self.fc_norm(x[:, 1:].mean(axis=1))
