@@ -43,7 +43,7 @@ def get_config(arg: str = ""):
   config.epochs = 400
   config.total_steps = 0
   config.optimizer = dict(
-    name="adamw", base_lr=1.5e-4, lr_scaling="linear", weight_decay=0.05, b1=0.9, b2=0.95, warmup_steps=100
+    name="adamw", base_lr=1.5e-3, lr_scaling="linear", weight_decay=0.05, b1=0.9, b2=0.95, warmup_steps=100
   )
 
   config.log_every = 20

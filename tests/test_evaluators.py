@@ -41,16 +41,20 @@ def test_reconstruction_grid_pastes_the_visible_patches():
   images = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
   mask = jnp.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
   pred = jnp.zeros((2, 4, 16))
-  grid = reconstruction.reconstruction_grid(images, pred, mask, 4, norm_pix=False).astype(np.float32) / 255
-  assert grid.shape == (16, 24, 1)
-  rows = grid.reshape(2, 8, 24, 1)
+  rows = reconstruction.reconstruction_triplets(images, pred, mask, 4, norm_pix=False)
+  assert rows.shape == (2, 8, 24, 1)
   original, masked, pasted = rows[:, :, :8], rows[:, :, 8:16], rows[:, :, 16:]
-  np.testing.assert_allclose(original, images, atol=1 / 255)
+  np.testing.assert_allclose(original, images, atol=1e-6)
   removed = unpatchify(jnp.broadcast_to(mask[..., None], (2, 4, 16)), 4)
-  np.testing.assert_allclose(pasted, np.where(removed, 0.0, images), atol=1 / 255)
-  np.testing.assert_allclose(masked, np.where(removed, 0.5, images), atol=1 / 255)
+  np.testing.assert_allclose(pasted, np.where(removed, 0.0, images), atol=1e-6)
+  np.testing.assert_allclose(masked, np.where(removed, 0.5, images), atol=1e-6)
   # With norm_pix, a prediction of 0 (the normalised mean) maps back to each true patch's mean.
-  normed = reconstruction.reconstruction_grid(images, pred, mask, 4, norm_pix=True).astype(np.float32) / 255
+  normed = reconstruction.reconstruction_triplets(images, pred, mask, 4, norm_pix=True)
   patch_means = patchify(images, 4).mean(-1, keepdims=True)
   expected = unpatchify(jnp.where(mask[..., None] > 0, patch_means, patchify(images, 4)), 4)
-  np.testing.assert_allclose(normed.reshape(2, 8, 24, 1)[:, :, 16:], expected, atol=1 / 255)
+  np.testing.assert_allclose(normed[:, :, 16:], expected, atol=1e-6)
+  # Tiled 4 per row with 1 px borders; the 2 missing tiles of the row are white.
+  grid = reconstruction.tile(np.concatenate([rows] * 3), columns=4)
+  assert grid.shape == (2 * 10, 4 * 26, 1) and grid.dtype == np.uint8
+  np.testing.assert_allclose(grid[11:19, 27:51] / 255, rows[1], atol=1 / 255)  # Tile 5 = row 1, column 1.
+  assert np.all(grid[10:, 52:] == 255)

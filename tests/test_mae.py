@@ -2,6 +2,7 @@
 reference), the encoder's FLOPs on visible patches, 8 devices vs 1, invariances, and bad input."""
 
 import functools
+import json
 import subprocess
 import sys
 
@@ -271,3 +272,37 @@ def test_bad_mae_input_is_a_one_line_error(tmp_path, override, message):
   run = subprocess.run([*command, override], cwd=REPO, capture_output=True, text=True, timeout=120)
   assert run.returncode == 2
   assert run.stderr.strip().splitlines()[-1] == f"error: {message}"
+
+
+def _train_mae_digits(workdir, *overrides):
+  command = [sys.executable, "-m", "ssljax.train", "--config=configs/mae_digits.py", f"--workdir={workdir}"]
+  run = subprocess.run([*command, *overrides], cwd=REPO, capture_output=True, text=True, timeout=1800)
+  assert run.returncode == 0, run.stderr[-3000:]
+  return json.loads((workdir / "results.json").read_text())
+
+
+def test_mae_digits_shortened_learns_to_reconstruct(tmp_path):
+  """mae_digits for about half its default steps, with a short fine-tune: the held-out masked-patch error falls
+  well below predicting the mean patch, and fine-tuning from MAE beats fine-tuning from scratch."""
+  results = _train_mae_digits(
+    tmp_path,
+    "--config.total_steps=1200",
+    "--config.evals.finetune.epochs=10",
+    "--config.evals.linear.label_budgets=(10,)",
+  )
+  assert results["reconstruction/ssl/masked_mse"] < 0.75 * results["reconstruction/mean_patch/masked_mse"], results
+  assert results["finetune/ssl/all"] > results["finetune/random_init/all"] + 0.05, results
+  assert "linear/raw_pixels/10_per_class" in results and "linear/ssl/10_per_class" in results
+  assert (tmp_path / "reconstructions.png").stat().st_size > 0
+  assert any(b"reconstructions" in f.read_bytes() for f in (tmp_path / "tensorboard").iterdir())  # The image too.
+
+
+@pytest.mark.slow
+def test_mae_digits_default_budget(tmp_path):
+  """The issue's bar at the default budget (measured: masked MSE 0.016 vs 0.044, linear 10/class 0.897 vs raw
+  pixels 0.853, fine-tune 0.989 vs 0.944 from scratch)."""
+  results = _train_mae_digits(tmp_path)
+  assert results["reconstruction/ssl/masked_mse"] < 0.5 * results["reconstruction/mean_patch/masked_mse"], results
+  assert results["linear/ssl/all"] >= results["linear/raw_pixels/all"], results
+  assert results["linear/ssl/10_per_class"] > results["linear/raw_pixels/10_per_class"], results
+  assert results["finetune/ssl/all"] >= 0.97 and results["finetune/ssl/all"] > results["finetune/random_init/all"]

@@ -3,6 +3,7 @@ baseline, and a PNG grid (original | masked | reconstruction with the visible pa
 
 import os
 
+import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,10 +21,10 @@ def _normalized_patches(patches, norm_pix: bool):
   return (patches - mean) / jnp.sqrt(var + 1e-6)
 
 
-def reconstruction_grid(images, pred, mask, patch_size: int, norm_pix: bool) -> np.ndarray:
-  """uint8 [N * H, 3 * W, C]: per row the original, the masked input (removed patches grey) and the prediction
-  for the removed patches with the visible ones pasted back. With `norm_pix`, predictions are mapped back to
-  pixels with the true patch's mean and variance (the model predicts normalised patches)."""
+def reconstruction_triplets(images, pred, mask, patch_size: int, norm_pix: bool):
+  """[N, H, 3 W, C] in [0, 1]: per image the original, the masked input (removed patches grey) and the
+  prediction for the removed patches with the visible ones pasted back. With `norm_pix`, predictions are mapped
+  back to pixels with the true patch's mean and variance (the model predicts normalised patches)."""
   target = patchify(images, patch_size)
   if norm_pix:
     mean, var = target.mean(-1, keepdims=True), target.var(-1, keepdims=True, ddof=1)
@@ -31,8 +32,17 @@ def reconstruction_grid(images, pred, mask, patch_size: int, norm_pix: bool) -> 
   removed = mask[..., None]
   masked = unpatchify(target * (1 - removed) + 0.5 * removed, patch_size)
   pasted = unpatchify(target * (1 - removed) + pred * removed, patch_size)
-  rows = jnp.concatenate([images, masked, pasted], axis=2)
-  return np.asarray(jnp.clip(jnp.concatenate(list(rows), axis=0), 0, 1) * 255).round().astype(np.uint8)
+  return jnp.clip(jnp.concatenate([images, masked, pasted], axis=2), 0, 1)
+
+
+def tile(triplets, columns: int = 4) -> np.ndarray:
+  """uint8 grid of [N, H, W, C] tiles, `columns` per row, each framed by a 1 px white border."""
+  tiles = np.pad(np.asarray(triplets), ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=1.0)
+  columns = min(columns, len(tiles))
+  missing = -len(tiles) % columns
+  tiles = np.concatenate([tiles, np.ones((missing, *tiles.shape[1:]), tiles.dtype)])
+  grid = einops.rearrange(tiles, "(r c) h w ch -> (r h) (c w) ch", c=columns)
+  return (grid * 255).round().astype(np.uint8)
 
 
 def run(context, num_images: int = 16, mask_ratio: float | None = None, seed: int = 0) -> dict:
@@ -68,7 +78,7 @@ def run(context, num_images: int = 16, mask_ratio: float | None = None, seed: in
     if first is None:
       first = jax.device_get((batch["image"][:num_images], outputs["pred"][:num_images], outputs["mask"][:num_images]))
 
-  grid = reconstruction_grid(*first, patch_size, norm_pix)
+  grid = tile(reconstruction_triplets(*first, patch_size, norm_pix))
   if jax.process_index() == 0:
     from PIL import Image
 
