@@ -5,9 +5,13 @@ r"""MAE on scikit-learn's digits (upsampled to 16x16, 4x4 patches, 75% masked): 
 
 A small ViT (width 128, depth 4, 4 heads; 16 patches of which 4 are visible) and a 2-block decoder of width 64.
 Pixel loss without per-patch normalisation, so that reconstructions show pixels directly (many digit patches are
-blank, where the normalised target is degenerate). Expected: see benchmarks/RESULTS.md for the measured held-out
-masked-patch MSE against the predict-the-mean-patch baseline, linear probe (class token) and fine-tuning
-accuracies; WORKDIR/reconstructions.png shows recognisable digits.
+blank, where the normalised target is degenerate). Base learning rate 1.5e-3 x B/256: the paper's 1.5e-4 barely
+beats the mean patch within this budget of 2245 steps.
+
+Expected (2-core CPU, about 5 minutes of training, 7 with evaluation): held-out masked-patch MSE 0.016 vs 0.044
+for predicting the mean patch; linear probe on the class token 0.983 (all labels) / 0.897 (10 per class) vs raw
+pixels 0.972 / 0.853; fine-tuning 0.989 vs 0.944 from random initialisation; WORKDIR/reconstructions.png shows
+recognisable digits.
 """
 
 import ml_collections
