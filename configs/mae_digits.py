@@ -74,7 +74,7 @@ def get_config(arg: str = ""):
         layer_decay=0.75,
         no_decay=("cls_token",),
       ),
-      augment=simclr_digits.get_config().augment.to_dict() | dict(jitter_prob=0.0, blur_prob=0.0),
+      augment=simclr_digits.get_config().evals.finetune.augment.to_dict(),
       drop_path=0.1,
       label_smoothing=0.1,
     ),

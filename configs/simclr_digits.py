@@ -46,7 +46,23 @@ def get_config(arg: str = ""):
 
   config.eval_batch_size = 360
   config.eval_baselines = ("raw_pixels", "random_init")
-  config.evals = dict(linear=dict(type="linear_probe", label_budgets=("all", 10), steps=500))
+  config.evals = dict(
+    linear=dict(type="linear_probe", label_budgets=("all", 10), steps=500),
+    knn=dict(type="knn", ks=(20, 200), temperature=0.07),
+    fewshot=dict(type="fewshot", shots=(1, 5, 10, 25), l2_reg=0.1),
+    # SimCLR's semi-supervised protocol (Table 7): fine-tune the whole encoder on 1% / 10% of the labels.
+    finetune=dict(
+      type="finetune",
+      label_budgets=("1pct", "10pct"),
+      batch_size=128,
+      epochs=60,
+      warmup_epochs=0,
+      optimizer=dict(name="lars", base_lr=0.1, lr_scaling="linear", weight_decay=0.0, momentum=0.9),
+      augment=dict(config.augment.to_dict(), jitter_prob=0.0, blur_prob=0.0),  # Crops only.
+      label_smoothing=0.0,
+    ),
+    embedding=dict(type="embedding_plot", methods=("tsne",), features=("ssl", "raw_pixels")),
+  )
 
   if "runlocal" in arg.split(","):  # A ~30 s smoke run of the whole pipeline (also what the tests launch).
     config.dataset.image_size = 8
@@ -56,4 +72,8 @@ def get_config(arg: str = ""):
     config.log_every = 2
     config.checkpoint_every = 4
     config.evals.linear.steps = 100
+    config.evals.knn.ks = (20,)
+    config.evals.fewshot.shots = (1, 10)
+    config.evals.finetune.epochs = 1
+    config.evals.embedding.max_points = 100
   return config

@@ -1,14 +1,19 @@
-"""Evaluator plumbing: fine-tuning starts from the pretrained encoder, reconstruction grids paste visible patches."""
+"""Evaluators: kNN and ridge few-shot against scikit-learn, 8 devices vs 1, t-SNE plots, fine-tuning starts from
+the pretrained encoder, reconstruction grids paste visible patches."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import Ridge
+from sklearn.metrics import silhouette_score
+from sklearn.neighbors import KNeighborsClassifier
 
 from configs import mae_digits
 from ssljax import data
 from ssljax.config import ConfigError
-from ssljax.evaluators import finetune, reconstruction
+from ssljax.evaluators import embedding_plot, fewshot, finetune, knn, reconstruction
 from ssljax.models import patchify, unpatchify
 from ssljax.train_step import build_trainer, encoder_variables
 
@@ -58,3 +63,66 @@ def test_reconstruction_grid_pastes_the_visible_patches():
   assert grid.shape == (2 * 10, 4 * 26, 1) and grid.dtype == np.uint8
   np.testing.assert_allclose(grid[11:19, 27:51] / 255, rows[1], atol=1 / 255)  # Tile 5 = row 1, column 1.
   assert np.all(grid[10:, 52:] == 255)
+
+
+def _digits_pixels():
+  digits = load_digits()
+  x, y = digits.data.astype(np.float32), digits.target.astype(np.int32)
+  order = np.random.default_rng(0).permutation(len(y))
+  return x[order[360:]], y[order[360:]], x[order[:360]], y[order[:360]]
+
+
+@pytest.mark.parametrize("k", [1, 20, 200])
+def test_knn_agrees_with_sklearn_and_is_the_same_on_1_and_8_devices(k, mesh8):
+  train_x, train_y, test_x, test_y = _digits_pixels()
+  temperature = 0.07
+  # Cosine distance d = 1 - similarity, so exp(similarity / T) = exp((1 - d) / T).
+  sklearn = KNeighborsClassifier(k, metric="cosine", weights=lambda d: np.exp((1 - d) / temperature))
+  reference = sklearn.fit(train_x, train_y).score(test_x, test_y)
+  one_device = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=jax.devices()[:1])
+  ours = {
+    name: knn.knn_accuracy(train_x, train_y, test_x, test_y, 10, k, mesh, temperature, chunk=100)
+    for name, mesh in {"1": one_device, "8": mesh8}.items()
+  }
+  assert abs(ours["8"] - reference) <= 0.01 and ours["8"] == ours["1"], (ours, reference)
+
+
+def test_knn_votes_are_similarity_weighted():
+  # One query; neighbours: two of class 0 at similarity 0.6, one of class 1 at similarity 1.0. With T = 0.07
+  # the single closer neighbour wins (e^(1/0.07) > 2 e^(0.6/0.07)); with T = 1 the two outvote it.
+  angle = np.arccos(0.6)
+  train_x = np.array([[np.cos(angle), np.sin(angle)], [np.cos(angle), -np.sin(angle)], [1.0, 0.0]], np.float32)
+  train_y = np.array([0, 0, 1], np.int32)
+  mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=jax.devices()[:1])
+  query, label = np.array([[1.0, 0.0]], np.float32), np.array([1])
+  assert knn.knn_accuracy(train_x, train_y, query, label, 2, 3, mesh, temperature=0.07) == 1.0
+  assert knn.knn_accuracy(train_x, train_y, query, label, 2, 3, mesh, temperature=1.0) == 0.0
+
+
+@pytest.mark.parametrize("n", [8, 200])  # Dual (n < D) and primal solves.
+def test_ridge_fit_equals_sklearn_ridge(n):
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(n, 64)), rng.integers(0, 5, n)
+  weights, bias = fewshot.ridge_fit(x, y, 5, l2_reg=0.3)
+  reference = Ridge(alpha=0.3).fit(x, np.eye(5)[y])
+  np.testing.assert_allclose(weights, reference.coef_.T, atol=1e-8)
+  np.testing.assert_allclose(bias, reference.intercept_, atol=1e-8)
+
+
+def test_fewshot_accuracy_grows_with_shots():
+  train_x, train_y, test_x, test_y = _digits_pixels()
+  accuracies = [fewshot.fewshot_accuracy(train_x, train_y, test_x, test_y, 10, k, 0.1, (0, 1)) for k in (1, 5, 25)]
+  assert 0.5 < accuracies[0] < accuracies[1] < accuracies[2] <= 1.0, accuracies
+
+
+def test_tsne_plot_separates_clusters(tmp_path):
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(4), 50)
+  features = rng.normal(size=(200, 32)) + 8 * np.eye(32)[labels]
+  coords = embedding_plot.embed_2d(features, "tsne", seed=0)
+  assert coords.shape == (200, 2)
+  assert silhouette_score(coords, labels) > 0.5
+  png = embedding_plot.scatter_png(coords, labels, "test")
+  assert png.shape == (512, 512, 3) and png.dtype == np.uint8
+  colours = {tuple(int(h[i : i + 2], 16) for i in (1, 3, 5)) for h in embedding_plot.PALETTE[:4]}
+  assert colours <= {tuple(p) for p in png.reshape(-1, 3)}  # Every class is drawn in its colour.

@@ -41,7 +41,6 @@ class EvalContext:
     config: the run's config (fine-tuning derives its own from it).
     model: the trained Flax module (the method's model, possibly wrapped with the online probe).
     variables: {"params": ..., **model_state} of the trained model.
-    baseline_variables: name -> variables of the same model for baselines that need a model ("random_init").
     featurizers: name -> jitted images [B, H, W, C] -> features [B, D] ("ssl" and the baselines).
     writer: a `MetricWriter` for images, or None.
   """
@@ -52,7 +51,6 @@ class EvalContext:
   batch_sharding: Any
   model: nn.Module
   variables: dict
-  baseline_variables: dict
   featurizers: dict
   train_source: Any
   test_source: Any
@@ -71,17 +69,37 @@ class EvalContext:
 
 
 def _evaluators() -> dict:
-  from ssljax.evaluators import finetune, linear_probe, reconstruction
+  from ssljax.evaluators import embedding_plot, fewshot, finetune, knn, linear_probe, reconstruction
 
-  return {"linear_probe": linear_probe.run, "finetune": finetune.run, "reconstruction": reconstruction.run}
+  return {
+    "linear_probe": linear_probe.run,
+    "knn": knn.run,
+    "fewshot": fewshot.run,
+    "finetune": finetune.run,
+    "embedding_plot": embedding_plot.run,
+    "reconstruction": reconstruction.run,
+  }
 
 
-def run_evaluators(evals_config, context: EvalContext) -> dict:
-  """Runs every evaluator of `config.evals`; returns their merged results."""
+def _due_at(eval_config, step: int) -> bool:
+  every = eval_config.get("every_steps")
+  return bool(every) and step % every == 0
+
+
+def due(evals_config, step: int) -> bool:
+  """Whether any evaluator of `config.evals` runs during training at `step` (its `every_steps` divides it)."""
+  return any(_due_at(eval_config, step) for eval_config in evals_config.values())
+
+
+def run_evaluators(evals_config, context: EvalContext, step: int | None = None) -> dict:
+  """Runs the evaluators of `config.evals`: all of them after training (`step` None), or those due at a
+  training `step`. Returns their merged results."""
   evaluators = _evaluators()
   results = {}
   for name, eval_config in evals_config.items():
     evaluator = evaluators[require_choice(eval_config.type, evaluators, f"config.evals.{name}.type")]
-    settings = {k: v for k, v in eval_config.items() if k != "type"}
+    if step is not None and not _due_at(eval_config, step):
+      continue
+    settings = {k: v for k, v in eval_config.items() if k not in ("type", "every_steps")}
     results.update(evaluator(context, **settings))
   return results

@@ -1,0 +1,86 @@
+"""Evaluate a saved run: the latest checkpoint in WORKDIR with the config the run saved there.
+
+  python -m ssljax.evaluate --workdir DIR [--config.evals.knn.ks='(20,)' --config.eval_baselines='()' ...]
+
+Runs the evaluators of the saved config (`config.evals`), with any key overridable as for training; results are
+merged into DIR/results.json and printed.
+"""
+
+import json
+import os
+import sys
+
+import jax
+from absl import app, flags
+from ml_collections import ConfigDict, config_flags
+
+from ssljax import checkpoint, cli, data, experiment, sharding
+from ssljax.config import ConfigError
+from ssljax.train_step import build_trainer
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory (config.json and checkpoints/).")
+
+
+def _tuples(value):
+  """JSON turns the config's tuples into lists; turn them back (tuples are hashable, lists are not)."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def load_config(workdir: str) -> ConfigDict:
+  path = os.path.join(workdir, experiment.CONFIG_FILE)
+  try:
+    with open(path) as f:
+      return ConfigDict(_tuples(json.load(f)))
+  except FileNotFoundError:
+    raise ConfigError(f"--workdir: {path} does not exist (not a training run's directory?)") from None
+
+
+def evaluate_workdir(config, workdir: str) -> dict:
+  """Restores the newest checkpoint of `workdir` and runs `config.evals` on it; merges into results.json."""
+  mesh = sharding.make_mesh()
+  train_source = data.load_source(config.dataset, config.dataset.train_split)
+  trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
+  manager = checkpoint.make_manager(workdir)
+  shapes = jax.eval_shape(trainer.make_state, config.seed)
+  state = checkpoint.restore_latest(manager, checkpoint.abstract_like(shapes, trainer.state_sharding))
+  if state is None:
+    raise ConfigError(f"--workdir: {workdir} holds no checkpoint")
+  results = experiment.evaluate(config, workdir, mesh, trainer, state, train_source)
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, "results.json")
+    previous = json.load(open(path)) if os.path.exists(path) else {}
+    with open(path, "w") as f:
+      json.dump({**previous, **results}, f, indent=2, sort_keys=True)
+    print(f"step {int(state.step)}")
+    print(experiment.format_results(results))
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.run_command(lambda: evaluate_workdir(flags.FLAGS.config, _WORKDIR.value))
+
+
+def _define_config_flag(argv):
+  """The saved config becomes the default of --config, so that --config.KEY overrides apply to it."""
+  workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
+  if workdir is None and "--workdir" in argv[:-1]:
+    workdir = argv[argv.index("--workdir") + 1]
+  if workdir is None:
+    print("error: --workdir is required", file=sys.stderr)
+    sys.exit(2)
+  try:
+    config_flags.DEFINE_config_dict("config", load_config(workdir), "The run's config (from WORKDIR).")
+  except ConfigError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  _define_config_flag(sys.argv)
+  app.run(main, flags_parser=cli.parse_flags)
