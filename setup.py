@@ -18,7 +18,8 @@ setup(
   python_requires=">=3.11",
   install_requires=requirements,
   extras_require={
-    "test": ["pytest==9.2.0", "ruff==0.17.6"],
+    # nbclient + ipykernel run the colabs headless in the test suite.
+    "test": ["pytest==9.2.0", "ruff==0.17.6", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
     "prepare": ["tensorflow-cpu"],  # Only to build tfds datasets; training reads them without TensorFlow.
   },
 )

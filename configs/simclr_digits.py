@@ -48,7 +48,7 @@ def get_config(arg: str = ""):
   config.eval_baselines = ("raw_pixels", "random_init")
   config.evals = dict(
     linear=dict(type="linear_probe", label_budgets=("all", 10), steps=500),
-    knn=dict(type="knn", ks=(20, 200), temperature=0.07),
+    knn=dict(type="knn", ks=(20, 200), temperature=0.07, every_steps=200),  # Also tracked during training.
     fewshot=dict(type="fewshot", shots=(1, 5, 10, 25), l2_reg=0.1),
     # SimCLR's semi-supervised protocol (Table 7): fine-tune the whole encoder on 1% / 10% of the labels.
     finetune=dict(
@@ -57,7 +57,9 @@ def get_config(arg: str = ""):
       batch_size=128,
       epochs=60,
       warmup_epochs=0,
-      optimizer=dict(name="lars", base_lr=0.1, lr_scaling="linear", weight_decay=0.0, momentum=0.9),
+      # SimCLR's fine-tuning: Nesterov momentum, lr 0.05 x B/256, no warmup, no weight decay. (Not LARS: its trust
+      # ratio would scale the updates of the near-zero initial head to nothing.)
+      optimizer=dict(name="sgd", base_lr=0.05, lr_scaling="linear", weight_decay=0.0, momentum=0.9, nesterov=True),
       augment=dict(config.augment.to_dict(), jitter_prob=0.0, blur_prob=0.0),  # Crops only.
       label_smoothing=0.0,
     ),
@@ -72,7 +74,7 @@ def get_config(arg: str = ""):
     config.log_every = 2
     config.checkpoint_every = 4
     config.evals.linear.steps = 100
-    config.evals.knn.ks = (20,)
+    config.evals.knn.update(ks=(20,), every_steps=4)
     config.evals.fewshot.shots = (1, 10)
     config.evals.finetune.epochs = 1
     config.evals.embedding.max_points = 100

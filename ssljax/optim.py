@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedules from the config.
 
-`config.optimizer`: name ('lars' | 'adamw'), base_lr, lr_scaling ('linear': base_lr * B / 256, 'sqrt':
+`config.optimizer`: name ('lars' | 'sgd' | 'adamw'), base_lr, lr_scaling ('linear': base_lr * B / 256, 'sqrt':
 base_lr * sqrt(B), 'none'), weight_decay, warmup_steps and, per optimizer, momentum / b1, b2.
 Biases and normalisation parameters (every parameter with fewer than two dimensions) are excluded from weight
 decay and from LARS's trust ratio, as in SimCLR; `no_decay` names more (e.g. MAE fine-tuning's "cls_token").
@@ -77,10 +77,15 @@ def make_optimizer(config, batch_size: int, total_steps: int):
       trust_ratio_mask=mask,
       momentum=opt.get("momentum", 0.9),
     )
+  elif opt.name == "sgd":  # SimCLR's fine-tuning optimizer: (Nesterov) momentum, decay only if asked for.
+    tx = optax.chain(
+      optax.add_decayed_weights(opt.weight_decay, mask=mask),
+      optax.sgd(schedule, momentum=opt.get("momentum", 0.9), nesterov=opt.get("nesterov", True)),
+    )
   elif opt.name == "adamw":
     tx = optax.adamw(schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), weight_decay=opt.weight_decay, mask=mask)
   else:
-    raise ConfigError(f"config.optimizer.name: unknown optimizer {opt.name!r} (lars, adamw)")
+    raise ConfigError(f"config.optimizer.name: unknown optimizer {opt.name!r} (lars, sgd, adamw)")
   if opt.get("layer_decay", 1.0) != 1.0:
     # Scaling the whole update equals scaling the group's learning rate: AdamW's decay term is inside lr too.
     layer_decay = opt.layer_decay
