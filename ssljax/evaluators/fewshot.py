@@ -4,12 +4,8 @@ the k-shot subsets (fixed by seed) because one draw of 1 example per class is no
 
 import numpy as np
 
+from ssljax.evaluators.knn import l2_normalize
 from ssljax.evaluators.label_budgets import balanced_subset
-
-
-def _l2_normalize(x):
-  x = np.asarray(x, np.float64)
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def ridge_fit(x, y, num_classes: int, l2_reg: float):
@@ -28,7 +24,7 @@ def ridge_fit(x, y, num_classes: int, l2_reg: float):
 
 def fewshot_accuracy(train_x, train_y, test_x, test_y, num_classes: int, shots: int, l2_reg: float, seeds) -> float:
   """Mean test accuracy over the `seeds` draws of `shots` training examples per class."""
-  train_x, test_x = _l2_normalize(train_x), _l2_normalize(test_x)
+  train_x, test_x = (l2_normalize(x).astype(np.float64) for x in (train_x, test_x))
   accuracies = []
   for seed in seeds:
     subset = balanced_subset(train_y, shots, seed)

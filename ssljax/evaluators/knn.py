@@ -14,7 +14,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 
-def _l2_normalize(x):
+def l2_normalize(x) -> np.ndarray:
+  """Rows of a host array scaled to unit norm, float32."""
   x = np.asarray(x, np.float32)
   return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -53,13 +54,13 @@ def knn_accuracy(
   if k > len(train_x):
     raise ValueError(f"k={k} is larger than the {len(train_x)} training examples")
   pad = -len(train_x) % devices  # The bank is padded to a multiple of the device count with label -1.
-  bank = np.concatenate([_l2_normalize(train_x), np.zeros((pad, train_x.shape[1]), np.float32)])
+  bank = np.concatenate([l2_normalize(train_x), np.zeros((pad, train_x.shape[1]), np.float32)])
   labels = np.concatenate([train_y, np.full(pad, -1)]).astype(np.int32)
   sharded = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
   bank, labels = jax.device_put(bank, sharded), jax.device_put(labels, sharded)
   correct = 0
   for start in range(0, len(test_x), chunk):
-    queries = _l2_normalize(test_x[start : start + chunk])
+    queries = l2_normalize(test_x[start : start + chunk])
     votes = _knn_votes(queries, bank, labels, k=k, num_classes=num_classes, temperature=temperature, mesh=mesh)
     correct += int(np.sum(np.argmax(np.asarray(votes), -1) == test_y[start : start + chunk]))
   return correct / len(test_x)
