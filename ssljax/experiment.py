@@ -124,15 +124,17 @@ def evaluate(config, workdir: str, mesh, trainer: Trainer, state, train_source, 
 
 
 def format_results(results: dict) -> str:
-  """A table with one row per feature set and one column per (evaluator, setting)."""
+  """A table with one row per evaluator setting and one column per feature set ("ssl", then the baselines)."""
   rows, columns = {}, []
   for key, value in results.items():
     evaluator, features, setting = key.split("/")
-    column = f"{evaluator}/{setting}"
-    columns += [column] if column not in columns else []
-    rows.setdefault(features, {})[column] = value
-  width = max(len(c) for c in columns) + 2
-  lines = ["features".ljust(14) + "".join(c.rjust(width) for c in columns)]
-  for features, values in rows.items():
-    lines.append(features.ljust(14) + "".join(f"{values.get(c, float('nan')):.4f}".rjust(width) for c in columns))
+    columns += [features] if features not in columns else []
+    rows.setdefault(f"{evaluator}/{setting}", {})[features] = value
+  columns.sort(key=lambda c: c != "ssl")  # SSL first, then the baselines in order of appearance.
+  first = max(len(r) for r in rows) + 2
+  widths = [max(len(c), 6) + 2 for c in columns]
+  lines = ["".ljust(first) + "".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+  for row, values in rows.items():
+    cells = [(f"{values[c]:.4f}" if c in values else "-").rjust(w) for c, w in zip(columns, widths, strict=True)]
+    lines.append(row.ljust(first) + "".join(cells))
   return "\n".join(lines)
