@@ -95,8 +95,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 def evaluate(config, workdir: str, mesh, trainer: Trainer, state, train_source, writer=None, step=None) -> dict:
   """Runs `config.evals` on the trained model against the baselines of `config.eval_baselines`; at a training
   `step`, only the evaluators due then (`every_steps`), without baselines."""
-  # Variables are arguments, not closed-over constants: one compilation serves every encoder.
-  encode = jax.jit(lambda variables, images: trainer.model.apply(variables, images, method="encode"))
+  encode = trainer.encode
 
   def variables_of(state):
     return {"params": state.params, **state.model_state}

@@ -77,22 +77,27 @@ def info_nce(
   return jnp.mean(_cross_entropy(logits, jnp.zeros(q.shape[0], jnp.int32)))
 
 
+def patch_statistics(patches):
+  """Per-patch mean and standard deviation [..., 1] as MAE's norm_pix target uses them: the unbiased variance
+  (ddof=1, torch's `.var()` in the reference) plus 1e-6 under the square root."""
+  mean = patches.mean(axis=-1, keepdims=True)
+  return mean, jnp.sqrt(patches.var(axis=-1, keepdims=True, ddof=1) + 1e-6)
+
+
 def mae_loss(pred, target, mask, norm_pix: bool = True):
   """MAE's reconstruction loss: per-patch mean squared error, averaged over the removed patches only.
 
   Args:
     pred, target: [N, L, P] predicted and true patches (`ssljax.models.patchify` layout).
     mask: [N, L], 1 for removed patches, 0 for visible ones.
-    norm_pix: normalise every target patch by its own mean and variance first. Like the reference (a torch
-      `.var()`), the variance is the unbiased one (ddof=1), and 1e-6 is added to it before the square root.
+    norm_pix: normalise every target patch by its own mean and variance first (`patch_statistics`).
 
   Returns:
     Scalar float32. Under jit with batch-sharded inputs both sums run over the global batch.
   """
   pred, target, mask = (x.astype(jnp.float32) for x in (pred, target, mask))
   if norm_pix:
-    mean = target.mean(axis=-1, keepdims=True)
-    var = target.var(axis=-1, keepdims=True, ddof=1)
-    target = (target - mean) / jnp.sqrt(var + 1e-6)
+    mean, std = patch_statistics(target)
+    target = (target - mean) / std
   per_patch = jnp.mean((pred - target) ** 2, axis=-1)
   return jnp.sum(per_patch * mask) / jnp.sum(mask)

@@ -108,7 +108,8 @@ def total_steps(config, num_examples: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Trainer:
-  """Everything a run compiles for `config` on `mesh`; `make_state(seed)` and `step(state, batch)` are jitted."""
+  """Everything a run compiles for `config` on `mesh`; `make_state(seed)`, `step(state, batch)` and
+  `encode(variables, images)` (evaluation features) are jitted."""
 
   model: nn.Module
   num_steps: int
@@ -116,6 +117,7 @@ class Trainer:
   state_sharding: Any
   batch_sharding: Any
   step: Callable
+  encode: Callable
 
 
 def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
@@ -136,7 +138,9 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
     out_shardings=(state_sharding, replicated),
   )
   make_state = jax.jit(init, out_shardings=state_sharding)
-  return Trainer(model, num_steps, make_state, state_sharding, sharding.batch_sharding(mesh), step)
+  # Variables are arguments, not closed-over constants: one compilation serves every encoder and every evaluation.
+  encode = jax.jit(lambda variables, images: model.apply(variables, images, method="encode"))
+  return Trainer(model, num_steps, make_state, state_sharding, sharding.batch_sharding(mesh), step, encode)
 
 
 def run_steps(step_fn: Callable, state, batches):

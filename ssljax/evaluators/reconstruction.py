@@ -17,8 +17,8 @@ def _normalized_patches(patches, norm_pix: bool):
   """The loss's target: patches, normalised per patch as in `losses.mae_loss` when `norm_pix`."""
   if not norm_pix:
     return patches
-  mean, var = patches.mean(-1, keepdims=True), patches.var(-1, keepdims=True, ddof=1)
-  return (patches - mean) / jnp.sqrt(var + 1e-6)
+  mean, std = losses.patch_statistics(patches)
+  return (patches - mean) / std
 
 
 def reconstruction_triplets(images, pred, mask, patch_size: int, norm_pix: bool):
@@ -27,8 +27,8 @@ def reconstruction_triplets(images, pred, mask, patch_size: int, norm_pix: bool)
   back to pixels with the true patch's mean and variance (the model predicts normalised patches)."""
   target = patchify(images, patch_size)
   if norm_pix:
-    mean, var = target.mean(-1, keepdims=True), target.var(-1, keepdims=True, ddof=1)
-    pred = pred * jnp.sqrt(var + 1e-6) + mean
+    mean, std = losses.patch_statistics(target)
+    pred = pred * std + mean
   removed = mask[..., None]
   masked = unpatchify(target * (1 - removed) + 0.5 * removed, patch_size)
   pasted = unpatchify(target * (1 - removed) + pred * removed, patch_size)
