@@ -2,6 +2,7 @@ r"""SimCLR on scikit-learn's digits: the embedded default, real data with no dow
 
   python -m ssljax.train --config configs/simclr_digits.py --workdir /tmp/ssljax/simclr_digits
   python -m ssljax.train --config configs/simclr_digits.py:runlocal --workdir /tmp/ssljax/simclr_digits_smoke
+  python -m ssljax.train --config configs/simclr_digits.py:runlocal,train_only --workdir /tmp/ssljax/pretrain_only
 
 Expected (2-core CPU, about 8 minutes, 5.5 of them training): the SSL features beat raw pixels and a random
 encoder with few labels. Measured (test accuracy; SSL / raw pixels / random init): linear probe 10 per class
@@ -80,4 +81,7 @@ def get_config(arg: str = ""):
     config.evals.fewshot.shots = (1, 10)
     config.evals.finetune.epochs = 1
     config.evals.embedding.max_points = 100
+  if "train_only" in arg.split(","):  # Pretraining without evaluation.
+    config.evals = {}
+    config.eval_baselines = ()
   return config

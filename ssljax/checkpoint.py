@@ -1,18 +1,37 @@
-"""Orbax checkpoints of the train state in `WORKDIR/checkpoints`: periodic + final saves, resume from the latest.
+"""Orbax checkpoints of the train state in `WORKDIR/checkpoints`: periodic + final saves, resume from the newest
+one that can be read.
 
-Orbax writes each step to a temporary directory and renames it when complete, so a crash mid-save leaves the
-previous checkpoint intact.
+- Atomic: orbax writes a step into a temporary directory and renames it once complete, so a crash mid-save
+  leaves the previous checkpoints intact (an unfinished temporary directory is ignored on restore).
+- Asynchronous: `save` returns once the arrays are copied off the accelerator; the files are written on a
+  background thread while training goes on (`launch/bench_checkpoint.py` measures the overhead).
+- Never non-finite: a state holding NaN or inf is not saved.
+- Fallback: a checkpoint that cannot be read (truncated, corrupted) is moved to `WORKDIR/checkpoints_unreadable/`
+  with a warning and the one before it is restored. A checkpoint that reads fine but does not fit the state the
+  config builds raises `IncompatibleCheckpoint` instead: that is a config mistake, not damage.
 """
 
 import os
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
+
+from ssljax.config import ConfigError
+from ssljax.train_step import all_finite
+
+UNREADABLE_DIR = "checkpoints_unreadable"
+
+
+class IncompatibleCheckpoint(ConfigError):
+  """The newest checkpoint holds a state of another shape than the config builds."""
 
 
 def make_manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True)
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  return ocp.CheckpointManager(directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
 def abstract_like(shapes, shardings):
@@ -20,13 +39,71 @@ def abstract_like(shapes, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
 
 
+def _leaves_by_path(tree) -> dict:
+  """{"params/encoder/conv/kernel": leaf} for a state (dataclass fields) or its saved metadata (dicts)."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+  return {"/".join(str(getattr(k, "name", getattr(k, "key", k))) for k in path): leaf for path, leaf in leaves}
+
+
+def _mismatch(saved_metadata, abstract_state) -> str | None:
+  """The first difference between a checkpoint's arrays and the state's, or None when every array fits."""
+  saved, wanted = _leaves_by_path(saved_metadata), _leaves_by_path(abstract_state)
+  for path in sorted(saved.keys() ^ wanted.keys()):
+    return f"{path} is {'only in the checkpoint' if path in saved else 'not in the checkpoint'}"
+  for path, leaf in wanted.items():
+    old = saved[path]
+    if tuple(old.shape) != tuple(leaf.shape) or old.dtype != leaf.dtype:
+      return f"{path} is {old.dtype.name}{list(old.shape)} in the checkpoint, {leaf.dtype.name}{list(leaf.shape)} now"
+  return None
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception):
+  """Moves an unreadable checkpoint out of the way (keeping its files) so that training can save that step
+  again."""
+  source = os.path.join(str(manager.directory), str(step))
+  target_dir = os.path.join(os.path.dirname(str(manager.directory)), UNREADABLE_DIR)
+  target = os.path.join(target_dir, str(step))
+  logging.warning("checkpoint %s cannot be read (%s: %s); moved to %s", source, type(error).__name__, error, target)
+  if jax.process_index() == 0:
+    os.makedirs(target_dir, exist_ok=True)
+    suffix = 0
+    while os.path.exists(target + (f".{suffix}" if suffix else "")):
+      suffix += 1
+    os.rename(source, target + (f".{suffix}" if suffix else ""))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+  manager.reload()
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state):
-  """The newest saved state laid out as `abstract_state`, or None when there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return None
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  """The newest readable saved state, laid out as `abstract_state`, or None when there is none.
+
+  Raises IncompatibleCheckpoint when the newest checkpoint holds arrays of other shapes or dtypes."""
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      metadata = manager.item_metadata(step)
+      if metadata is None:
+        raise ValueError("no metadata")
+    except Exception as error:  # noqa: BLE001 - any failure to read means the files are damaged.
+      _set_aside(manager, step, error)
+      continue
+    mismatch = _mismatch(metadata.tree, abstract_state)
+    if mismatch:
+      raise IncompatibleCheckpoint(f"checkpoint {step} does not fit the state this config builds: {mismatch}")
+    try:
+      return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    except Exception as error:  # noqa: BLE001
+      _set_aside(manager, step, error)
+  return None
 
 
-def save(manager: ocp.CheckpointManager, state, force: bool = False):
-  manager.save(int(state.step), args=ocp.args.StandardSave(state), force=force)
+_all_finite = jax.jit(all_finite)
+
+
+def save(manager: ocp.CheckpointManager, state, force: bool = False) -> bool:
+  """Starts an asynchronous save of `state` under its step; returns False (with a warning) if it holds a
+  non-finite value and was therefore not saved."""
+  if not bool(_all_finite(state)):
+    logging.warning("step %d: the state holds NaN or inf; not saved", int(state.step))
+    return False
+  return manager.save(int(state.step), args=ocp.args.StandardSave(state), force=force)

@@ -1,6 +1,7 @@
 """What the commands share: one-line errors for bad flags and configs, and the CPU device count."""
 
 import os
+import re
 import sys
 
 import jax
@@ -15,15 +16,40 @@ _CPU_DEVICES = flags.DEFINE_integer(
 )
 
 
-def parse_flags(argv):
-  """absl flag parsing with a one-line error for unknown flags and config keys (`--config.no_such_key`)."""
+def parse_flags(argv, flag_values=flags.FLAGS):
+  """absl flag parsing with one-line errors for unknown flags, unknown config keys (`--config.no_such_key`),
+  values that do not parse (`--config.batch_size=abc`) and config files that cannot be loaded."""
   try:
-    return flags.FLAGS(argv)
+    remaining = flag_values(argv)
+    if "config" in flag_values:
+      flag_values["config"].value.keys()  # A config file that failed to load raises here, not mid-run.
+    return remaining
+  except flags.UnrecognizedFlagError as error:
+    print(f"error: unknown flag --{error.flagname}", file=sys.stderr)
   except flags.Error as error:
     print(f"error: {error}", file=sys.stderr)
   except (AttributeError, KeyError) as error:  # ml_collections: an override of a key the config does not have.
-    print(f"error: --config: unknown config key {str(error.args[0]).strip(chr(34))}", file=sys.stderr)
+    message = str(error.args[0])
+    key = re.search(r"(\w+)", message).group(1)
+    override = next((a.split("=")[0] for a in argv if a.startswith("--config.") and a.split("=")[0].endswith(key)), key)
+    suggestion = re.search(r'Did you mean "(\w+)"', message)
+    hint = f" (did you mean {suggestion.group(1)}?)" if suggestion else ""
+    print(f"error: {override}: unknown config key{hint}", file=sys.stderr)
+  except Exception as error:  # noqa: BLE001 - the config file did not load: missing, or it raised.
+    path = _argument(argv, "--config").split(":")[0]
+    reason = "no such file" if not os.path.exists(path) else " ".join(str(error).split()[-12:])
+    print(f"error: --config: cannot load {path} ({reason})", file=sys.stderr)
   sys.exit(2)
+
+
+def _argument(argv, name: str) -> str:
+  """The value given to flag `name` as `name=value` or `name value`."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"{name}="):
+      return arg.split("=", 1)[1]
+    if arg == name and i + 1 < len(argv):
+      return argv[i + 1]
+  return "?"
 
 
 def run_command(command):

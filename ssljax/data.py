@@ -48,8 +48,13 @@ class TfdsSource:
       builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
       raise ConfigError(f"config.dataset.name: unknown dataset {name!r} (not 'digits' and not in tfds)") from None
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+      raise ConfigError(
+        f"config.dataset.name: {name!r} has no 'image' and 'label' features (it has {sorted(features)})"
+      )
     self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    self.num_classes = builder.info.features["label"].num_classes
+    self.num_classes = features["label"].num_classes
     self._size = size
     self._pool = concurrent.futures.ThreadPoolExecutor(8)
 
@@ -122,8 +127,31 @@ def load_source(dataset_config, split: str):
   if not isinstance(size, int) or size <= 0:
     raise ConfigError(f"config.dataset.image_size: must be a positive integer, got {size!r}")
   if dataset_config.name == "digits":
-    return _digits(split, size)
-  return TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"))
+    source = _digits(split, size)
+  else:
+    source = TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"))
+  check_source(source, dataset_config, split)
+  return source
+
+
+def check_source(source, dataset_config, split: str):
+  """One-line ConfigErrors for a split that is empty or whose examples do not match the config."""
+  name = f"{dataset_config.name!r} split {split!r}"
+  if len(source) == 0:
+    raise ConfigError(f"config.dataset: {name} is empty")
+  example = source.get(np.arange(1))
+  image, label = example["image"], example["label"]
+  height, width, channels = image.shape[1:] if image.ndim == 4 else (None, None, None)
+  if channels != dataset_config.channels:
+    raise ConfigError(
+      f"config.dataset.channels: {dataset_config.channels}, but {name} images have shape {image.shape[1:]}"
+    )
+  if (height, width) != (dataset_config.image_size,) * 2:
+    raise ConfigError(
+      f"config.dataset.image_size: {dataset_config.image_size}, but {name} images have shape {image.shape[1:]}"
+    )
+  if image.dtype != np.float32 or not np.issubdtype(label.dtype, np.integer):
+    raise ConfigError(f"config.dataset: {name} gives {image.dtype} images and {label.dtype} labels, not float32/int")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import jax
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
-from ssljax import checkpoint, cli, data, experiment, sharding
+from ssljax import checkpoint, cli, config_checks, data, experiment, sharding
 from ssljax.config import ConfigError
 from ssljax.train_step import build_trainer
 
@@ -41,12 +41,11 @@ def load_config(workdir: str) -> ConfigDict:
 
 def evaluate_workdir(config, workdir: str) -> dict:
   """Restores the newest checkpoint of `workdir` and runs `config.evals` on it; merges into results.json."""
+  config_checks.validate(config)
   mesh = sharding.make_mesh()
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
-  manager = checkpoint.make_manager(workdir)
-  shapes = jax.eval_shape(trainer.make_state, config.seed)
-  state = checkpoint.restore_latest(manager, checkpoint.abstract_like(shapes, trainer.state_sharding))
+  state = experiment.restore(config, workdir, trainer, checkpoint.make_manager(workdir))
   if state is None:
     raise ConfigError(f"--workdir: {workdir} holds no checkpoint")
   results = experiment.evaluate(config, workdir, mesh, trainer, state, train_source)

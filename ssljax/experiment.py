@@ -11,15 +11,19 @@ import os
 import time
 
 import jax
-import numpy as np
+import jax.numpy as jnp
+from absl import logging
 from tqdm import tqdm
 
-from ssljax import checkpoint, data, evaluators, sharding
+from ssljax import checkpoint, config_checks, data, evaluators, sharding
 from ssljax.config import ConfigError, require_choice
 from ssljax.metric_writer import MetricWriter
+from ssljax.preemption import PreemptionWatch
 from ssljax.train_step import Trainer, build_trainer, run_steps
 
 CONFIG_FILE = "config.json"  # The run's config, as `python -m ssljax.evaluate --workdir` reads it back.
+MAX_NONFINITE_STEPS = 3  # Default of config.max_nonfinite_steps: skipped updates in a row before a rollback.
+MAX_ROLLBACKS = 3  # Default of config.max_rollbacks: then the run stops with an error.
 
 
 def prepare_workdir(workdir: str):
@@ -34,65 +38,159 @@ def prepare_workdir(workdir: str):
     raise ConfigError(f"--workdir: {workdir!r} is not writable ({error.strerror})") from None
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if it holds checkpoints) and returns the evaluation results."""
+def train_and_evaluate(config, workdir: str) -> dict | None:
+  """Trains `config` in `workdir` (resuming if it holds checkpoints) and returns the evaluation results, or None
+  when a preemption signal stopped training (a checkpoint of the last step is saved; re-launch to continue)."""
+  config_checks.validate(config)
   prepare_workdir(workdir)
+  mesh = sharding.make_mesh()
+  train_source = data.load_source(config.dataset, config.dataset.train_split)
+  test_source = data.load_source(config.dataset, config.dataset.test_split)
+  trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
+  data.StepIndexedSampler(len(train_source), config.batch_size, config.seed).global_indices(0)  # Batch fits?
+
+  manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
+  state = restore(config, workdir, trainer, manager) or trainer.make_state(config.seed)
+  write_config(config, workdir)
+  writer = MetricWriter(workdir)
+  with PreemptionWatch() as preemption:
+    state = train(config, workdir, mesh, trainer, manager, state, (train_source, test_source), writer, preemption)
+  manager.wait_until_finished()
+  if state is None:
+    writer.close()
+    return None
+
+  results = evaluate(config, workdir, mesh, trainer, state, train_source, writer, test_source=test_source)
+  writer.close()
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2, sort_keys=True)
+    print(format_results(results) if results else f"trained {trainer.num_steps} steps; no evaluators configured")
+  return results
+
+
+def restore(config, workdir: str, trainer: Trainer, manager):
+  """The newest readable checkpoint of `workdir` (None if there is none); one-line ConfigError when it was
+  written by an incompatible config, naming the config keys that changed since."""
+  abstract = checkpoint.abstract_like(jax.eval_shape(trainer.make_state, config.seed), trainer.state_sharding)
+  try:
+    return checkpoint.restore_latest(manager, abstract)
+  except checkpoint.IncompatibleCheckpoint as error:
+    changed = ", ".join(config_checks.changed_keys(saved_config(workdir), config)) or "none"
+    raise ConfigError(
+      f"--workdir: {workdir} holds a run of another config ({error}; keys changed: {changed})"
+    ) from None
+
+
+def saved_config(workdir: str) -> dict:
+  """The config.json of a previous run in `workdir`, or {} if there is none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_config(config, workdir: str):
+  """Saves the config a run trains with (after the checkpoint proved compatible: a rejected config overwrites
+  nothing); a resume with changed keys is allowed (e.g. more steps) and logged."""
+  changed = config_checks.changed_keys(saved_config(workdir), config)
+  if changed and os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    logging.warning("resuming %s with changed config keys: %s", workdir, ", ".join(changed))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  mesh = sharding.make_mesh()
-  train_source = data.load_source(config.dataset, config.dataset.train_split)
-  trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
+
+
+def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources, writer, preemption):
+  """The train loop from `state` to `trainer.num_steps`; returns the final state, or None after a preemption
+  (having saved the state it stopped at).
+
+  A step whose update was skipped for a non-finite value reports `nonfinite`; after `config.max_nonfinite_steps`
+  in a row the loop restores the newest checkpoint, moves the input past the bad batches and goes on (at most
+  `config.max_rollbacks` times). The flag of step s is read while step s + 1 runs, so checking costs no sync.
+  """
+  train_source, test_source = sources
+  max_bad_streak = config.get("max_nonfinite_steps", MAX_NONFINITE_STEPS)
   sampler = data.StepIndexedSampler(len(train_source), config.batch_size, config.seed)
   num_steps = trainer.num_steps
-
-  manager = checkpoint.make_manager(workdir, config.get("keep_checkpoints", 3))
-  state_shapes = jax.eval_shape(trainer.make_state, config.seed)
-  state = checkpoint.restore_latest(manager, checkpoint.abstract_like(state_shapes, trainer.state_sharding))
-  if state is None:
-    state = trainer.make_state(config.seed)
-  start_step = int(state.step)
-  step_fn, batch_sharding = trainer.step, trainer.batch_sharding
-  writer = MetricWriter(workdir)
   progress = tqdm(
     total=num_steps,
-    initial=start_step,
+    initial=int(state.step),
     unit="step",
     desc=config.method,
     disable=jax.process_index() != 0,
     dynamic_ncols=True,
   )
-  last_log = (start_step, time.perf_counter())
-  batches = data.train_batches(train_source, sampler, batch_sharding, start_step, num_steps)
-  for step, new_state, metrics in run_steps(step_fn, state, batches):
-    state = new_state
-    progress.update(1)
-    done = step + 1
-    if done % config.log_every == 0 or done == num_steps:
-      metrics = jax.device_get(metrics)
-      steps_per_sec = (done - last_log[0]) / (time.perf_counter() - last_log[1])
-      last_log = (done, time.perf_counter())
-      writer.write(done, {**metrics, "steps_per_sec": steps_per_sec})
-      progress.set_postfix({k: f"{metrics[k]:.4f}" for k in ("loss", "probe_accuracy") if k in metrics})
-      if not np.isfinite(metrics["loss"]):
-        raise FloatingPointError(f"loss became {metrics['loss']} at step {done}")
-    if done % config.checkpoint_every == 0 or done == num_steps:
-      checkpoint.save(manager, state)
-    if done < num_steps and evaluators.due(config.evals, done):
-      writer.write(done, evaluate(config, workdir, mesh, trainer, state, train_source, writer, step=done))
+  rollbacks = 0
+  while int(state.step) < num_steps:
+    first_step, first_position = int(state.step), int(state.position)
+    progress.reset(num_steps)
+    progress.update(first_step)
+    last_log = (first_step, time.perf_counter())
+    end = first_position + num_steps - first_step
+    batches = data.train_batches(train_source, sampler, trainer.batch_sharding, first_position, end)
+    bad_streak, previous = 0, None
+    for position, new_state, metrics in run_steps(trainer.step, state, batches):
+      state, done = new_state, first_step + position - first_position + 1
+      progress.update(1)
+      if previous is not None:  # The step before this one has finished: is its update skipped?
+        bad_streak = bad_streak + 1 if int(previous["nonfinite"]) else 0
+        if bad_streak >= max_bad_streak:
+          break
+      previous = metrics
+      if done % config.log_every == 0 or done == num_steps:
+        metrics = jax.device_get(metrics)
+        steps_per_sec = (done - last_log[0]) / (time.perf_counter() - last_log[1])
+        last_log = (done, time.perf_counter())
+        writer.write(done, {**metrics, "steps_per_sec": steps_per_sec})
+        progress.set_postfix({k: f"{metrics[k]:.4f}" for k in ("loss", "probe_accuracy") if k in metrics})
+      if preemption.reached():
+        if done not in manager.all_steps():
+          checkpoint.save(manager, state, force=True)
+        logging.warning("preempted: saved step %d; re-launch the same command to continue", done)
+        progress.close()
+        return None
+      # A periodic checkpoint is withheld during a streak of skipped updates: a rollback must reach a good one.
+      if (done % config.checkpoint_every == 0 and not bad_streak) or done == num_steps:
+        checkpoint.save(manager, state)
+      if done < num_steps and evaluators.due(config.evals, done):
+        results = evaluate(config, workdir, mesh, trainer, state, train_source, writer, done, test_source)
+        writer.write(done, results)
+    else:
+      continue  # Finished the steps without a rollback.
+    # Step `done` - 1 was the last of a streak of skipped updates; the step in flight (`position`) is discarded.
+    rollbacks += 1
+    if rollbacks > config.get("max_rollbacks", MAX_ROLLBACKS):
+      raise FloatingPointError(
+        f"step {done - 1}: {max_bad_streak} non-finite steps in a row after {rollbacks - 1} "
+        "rollbacks; lower the learning rate or check the data"
+      )
+    state = roll_back(config, workdir, trainer, manager, done - 1, position, writer)
   progress.close()
+  return state
+
+
+def roll_back(config, workdir: str, trainer: Trainer, manager, bad_step: int, next_position: int, writer):
+  """The newest checkpoint (or the initial state) with its input moved to `next_position`, past the batches
+  whose updates were skipped."""
   manager.wait_until_finished()
+  state = restore(config, workdir, trainer, manager) or trainer.make_state(config.seed)
+  position = jax.device_put(jnp.asarray(next_position, jnp.int32), trainer.state_sharding.position)
+  state = state.replace(position=position)
+  logging.warning(
+    "steps up to %d skipped non-finite updates; rolled back to step %d, input moved to batch %d",
+    bad_step,
+    int(state.step),
+    next_position,
+  )
+  writer.write(bad_step, {"rollback_to_step": int(state.step), "rollback_data_position": next_position})
+  return state
 
-  results = evaluate(config, workdir, mesh, trainer, state, train_source, writer)
-  writer.close()
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2, sort_keys=True)
-    print(format_results(results))
-  return results
 
-
-def evaluate(config, workdir: str, mesh, trainer: Trainer, state, train_source, writer=None, step=None) -> dict:
+def evaluate(
+  config, workdir: str, mesh, trainer: Trainer, state, train_source, writer=None, step=None, test_source=None
+) -> dict:
   """Runs `config.evals` on the trained model against the baselines of `config.eval_baselines`; at a training
   `step`, only the evaluators due then (`every_steps`), without baselines."""
   encode = trainer.encode
@@ -116,7 +214,7 @@ def evaluate(config, workdir: str, mesh, trainer: Trainer, state, train_source, 
     variables=variables_of(state),
     featurizers=featurizers,
     train_source=train_source,
-    test_source=data.load_source(config.dataset, config.dataset.test_split),
+    test_source=test_source or data.load_source(config.dataset, config.dataset.test_split),
     writer=writer,
   )
   return evaluators.run_evaluators(config.evals, context, step)

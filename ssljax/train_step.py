@@ -1,9 +1,12 @@
 """The one train step every method shares, the sharded train state it updates, and `build_trainer`, which
 compiles both for a config on a mesh.
 
-The step is a pure function of (state, batch): its randomness is `fold_in(state.rng, state.step)`, so a step is
-reproducible from a checkpoint alone. A linear classifier on stop-gradient features ("online probe", as in
-SimCLR) trains alongside unless `config.online_probe` is False; it never changes the representation.
+The step is a pure function of (state, batch): its randomness is `fold_in(state.rng, state.position)`, so a step
+is reproducible from a checkpoint alone. An update whose loss, gradients or result are not finite is skipped (the
+state keeps its values, the step still counts and reports `nonfinite` = 1), so one bad batch never reaches the
+parameters; `ssljax.experiment` rolls back after several in a row. A linear classifier on stop-gradient features
+("online probe", as in SimCLR) trains alongside unless `config.online_probe` is False; it never changes the
+representation.
 """
 
 import dataclasses
@@ -45,11 +48,12 @@ def encoder_variables(variables: dict) -> dict:
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array
+  step: jax.Array  # Batches this state has gone through (updates applied or skipped); names its checkpoint.
+  position: jax.Array  # Index of the next batch in the step-indexed input; > step after a rollback skipped data.
   params: Any
   model_state: Any  # Non-trainable collections, e.g. {"batch_stats": ...}.
   opt_state: Any
-  rng: jax.Array  # Raw uint32 key; the step's key is fold_in(rng, step).
+  rng: jax.Array  # Raw uint32 key; a step's key is fold_in(rng, position): data and randomness move together.
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, sample_inputs, seed: int) -> TrainState:
@@ -58,7 +62,8 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, sample_inputs
   init_rng, train_rng = jax.random.split(rng)
   variables = nn.meta.unbox(model.init(_rng_streams(init_rng), sample_inputs, train=True))
   params = variables.pop("params")
-  return TrainState(jnp.zeros((), jnp.int32), params, dict(variables), tx.init(params), train_rng)
+  zero = jnp.zeros((), jnp.int32)
+  return TrainState(zero, zero, params, dict(variables), tx.init(params), train_rng)
 
 
 def _rng_streams(rng) -> dict:
@@ -68,8 +73,8 @@ def _rng_streams(rng) -> dict:
 
 
 def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx, schedule):
-  """One optimizer update; returns (new state, dict of scalar metrics)."""
-  rng = jax.random.fold_in(state.rng, state.step)
+  """One optimizer update (skipped when anything is non-finite); returns (new state, dict of scalar metrics)."""
+  rng = jax.random.fold_in(state.rng, state.position)
   input_rng, model_rng = jax.random.split(rng)
   inputs = method.make_inputs(batch["image"], input_rng)
 
@@ -92,12 +97,25 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
     metrics["probe_accuracy"] = jnp.mean(jnp.argmax(probe_logits, -1) == labels)
     return loss + probe_loss, (metrics, new_model_state)
 
-  grads, (metrics, new_model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
+  (total_loss, (metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {**metrics, "learning_rate": schedule(state.step)}
-  new_state = state.replace(step=state.step + 1, params=params, model_state=new_model_state, opt_state=opt_state)
+  updated = (params, new_model_state, opt_state)
+  finite = jnp.isfinite(total_loss) & all_finite(grads) & all_finite(updated)
+  params, model_state, opt_state = jax.tree.map(
+    lambda new, old: jnp.where(finite, new, old), updated, (state.params, state.model_state, state.opt_state)
+  )
+  metrics = {**metrics, "learning_rate": schedule(state.step), "nonfinite": 1 - finite.astype(jnp.int32)}
+  new_state = state.replace(
+    step=state.step + 1, position=state.position + 1, params=params, model_state=model_state, opt_state=opt_state
+  )
   return new_state, metrics
+
+
+def all_finite(tree) -> jax.Array:
+  """A scalar bool: every floating-point leaf of `tree` is free of NaN and inf."""
+  leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def total_steps(config, num_examples: int) -> int:

@@ -1,15 +1,14 @@
-"""The train loop: 8-device mesh equals 1 device, resume after a kill, one-line errors, accuracy regression."""
+"""The train loop: 8-device mesh equals 1 device, accuracy regression, evaluation during and after training.
+
+Kills, preemption, NaN and damaged checkpoints: test_reliability.py; bad input: test_input_validation.py."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
-import pytest
 
 from configs import simclr_digits
 from ssljax import data, train_step
@@ -43,49 +42,6 @@ def test_three_steps_on_8_devices_equal_1_device(mesh8):
     assert trainer.step._cache_size() == 1  # One compilation for all steps.
   assert len(set(losses["1"])) == 3  # The loss moves: these are real updates.
   np.testing.assert_allclose(losses["8"], losses["1"], rtol=1e-4)
-
-
-def test_killed_run_resumes_from_last_checkpoint_with_the_same_losses(tmp_path):
-  reference = _launch(tmp_path / "reference", "--config.evals.linear.label_budgets=(10,)")
-  assert reference.wait(timeout=300) == 0, reference.stderr.read()
-  expected = _losses(tmp_path / "reference")
-
-  workdir = tmp_path / "killed"
-  run = _launch(workdir, "--config.evals.linear.label_budgets=(10,)")
-  checkpoints = workdir / "checkpoints"
-  deadline = time.time() + 300
-  while not (checkpoints.exists() and any(p.name == "8" for p in checkpoints.iterdir())):
-    assert run.poll() is None and time.time() < deadline, "run ended before writing checkpoint 8"
-    time.sleep(0.2)
-  run.send_signal(signal.SIGKILL)
-  run.wait()
-  assert not (workdir / "results.json").exists()
-
-  resumed = _launch(workdir, "--config.evals.linear.label_budgets=(10,)")
-  assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-  assert "linear/ssl/10_per_class" in json.loads((workdir / "results.json").read_text())
-  losses = _losses(workdir)  # Steps logged after checkpoint 8 appear twice; the later value wins.
-  assert sorted(losses) == sorted(expected)
-  np.testing.assert_allclose([losses[s] for s in sorted(losses)], [expected[s] for s in sorted(expected)], rtol=1e-5)
-
-
-@pytest.mark.parametrize(
-  "override,message",
-  [
-    ("--config.no_such_key=1", "no_such_key"),
-    ("--config.dataset.name=no_such_dataset", "config.dataset.name: unknown dataset 'no_such_dataset'"),
-    ("--config.model.small_stem=False", "config.dataset.image_size: 8 px is smaller than the ResNet's total stride 32"),
-    ("--config.batch_size=60", "config.batch_size: 60 is not a positive multiple of the 8 devices"),
-    ("--workdir=/proc/ssljax_cannot_write_here", "--workdir: '/proc/ssljax_cannot_write_here' is not writable"),
-  ],
-)
-def test_bad_input_is_a_one_line_error(tmp_path, override, message):
-  run = _launch(tmp_path / "w", override)
-  _, stderr = run.communicate(timeout=120)
-  assert run.returncode != 0
-  lines = [line for line in stderr.strip().splitlines() if line.strip()]
-  assert message in lines[-1], stderr
-  assert "Traceback" not in stderr
 
 
 def test_digits_accuracy_regression(tmp_path):

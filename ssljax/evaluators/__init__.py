@@ -68,7 +68,8 @@ class EvalContext:
     return self._features
 
 
-def _evaluators() -> dict:
+def registry() -> dict:
+  """{type: evaluator function}."""
   from ssljax.evaluators import embedding_plot, fewshot, finetune, knn, linear_probe, reconstruction
 
   return {
@@ -94,7 +95,7 @@ def due(evals_config, step: int) -> bool:
 def run_evaluators(evals_config, context: EvalContext, step: int | None = None) -> dict:
   """Runs the evaluators of `config.evals`: all of them after training (`step` None), or those due at a
   training `step`. Returns their merged results."""
-  evaluators = _evaluators()
+  evaluators = registry()
   results = {}
   for name, eval_config in evals_config.items():
     evaluator = evaluators[require_choice(eval_config.type, evaluators, f"config.evals.{name}.type")]

@@ -30,8 +30,13 @@ class Method:
   views_per_image: int
 
 
-def build_method(config, num_classes: int) -> Method:
+def registry() -> dict:
+  """{name: build(config, num_classes) -> Method}."""
   from ssljax.methods import mae, simclr, supervised
 
-  builders = {"simclr": simclr.build, "mae": mae.build, "supervised": supervised.build}
+  return {"simclr": simclr.build, "mae": mae.build, "supervised": supervised.build}
+
+
+def build_method(config, num_classes: int) -> Method:
+  builders = registry()
   return builders[require_choice(config.method, builders, "config.method")](config, num_classes)

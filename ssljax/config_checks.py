@@ -1,0 +1,244 @@
+"""The keys a config may hold, their types, and the combinations that cannot work: checked by `validate` before
+any data is read or anything compiles, each failure one line naming the key (docs/input_validation.md)."""
+
+import json
+import types
+
+import jax
+
+from ssljax.config import ConfigError, require_choice
+
+NUMBER = (int, float)
+OPTIONAL_INT = (int, types.NoneType)
+OPTIONAL_NUMBER = (int, float, types.NoneType)
+
+
+class Optional:
+  """A key that may be absent (its default then applies)."""
+
+  def __init__(self, kind):
+    self.kind = kind
+
+
+class ByName:
+  """A section whose keys depend on its `name` (or `type`) key: {choice: {key: type}}."""
+
+  def __init__(self, key: str, choices: dict):
+    self.key, self.choices = key, choices
+
+
+class Entries:
+  """A section of entries under any names, each checked against one schema (e.g. `config.evals`)."""
+
+  def __init__(self, schema):
+    self.schema = schema
+
+
+AUGMENT = {
+  "crop_scale": tuple,
+  "crop_ratio": tuple,
+  "flip_prob": NUMBER,
+  "jitter_prob": NUMBER,
+  "jitter_strength": NUMBER,
+  "grayscale_prob": NUMBER,
+  "blur_prob": NUMBER,
+  "blur_sigma": tuple,
+  "solarize_prob": NUMBER,
+}
+_SCHEDULE = {"name": str, "base_lr": NUMBER, "lr_scaling": str, "weight_decay": NUMBER, "warmup_steps": int}
+_DECAY = {"no_decay": Optional(tuple), "layer_decay": Optional(NUMBER)}
+OPTIMIZER = ByName(
+  "name",
+  {
+    "lars": {**_SCHEDULE, **_DECAY, "momentum": Optional(NUMBER), "trust_coefficient": Optional(NUMBER)},
+    "sgd": {**_SCHEDULE, **_DECAY, "momentum": Optional(NUMBER), "nesterov": Optional(bool)},
+    "adamw": {**_SCHEDULE, **_DECAY, "b1": Optional(NUMBER), "b2": Optional(NUMBER)},
+  },
+)
+_EVERY = {"type": str, "every_steps": Optional(int)}
+_FINETUNE_OPTIMIZER = ByName("name", {k: {**v, "warmup_steps": Optional(int)} for k, v in OPTIMIZER.choices.items()})
+EVALUATOR = ByName(
+  "type",
+  {
+    "linear_probe": {**_EVERY, "label_budgets": Optional(tuple), "steps": Optional(int), "seed": Optional(int)},
+    "knn": {**_EVERY, "ks": Optional(tuple), "temperature": Optional(NUMBER)},
+    "fewshot": {**_EVERY, "shots": Optional(tuple), "l2_reg": Optional(NUMBER), "seeds": Optional(tuple)},
+    "finetune": {
+      **_EVERY,
+      "label_budgets": Optional(tuple),
+      "baselines": Optional(tuple),
+      "seed": Optional(int),
+      "batch_size": int,
+      "epochs": NUMBER,
+      "warmup_epochs": Optional(NUMBER),
+      "optimizer": _FINETUNE_OPTIMIZER,
+      "augment": AUGMENT,
+      "drop_path": Optional(NUMBER),
+      "label_smoothing": Optional(NUMBER),
+    },
+    "embedding_plot": {
+      **_EVERY,
+      "methods": Optional(tuple),
+      "features": Optional(tuple),
+      "max_points": Optional(int),
+      "seed": Optional(int),
+    },
+    "reconstruction": {
+      **_EVERY,
+      "num_images": Optional(int),
+      "mask_ratio": Optional(OPTIONAL_NUMBER),
+      "seed": Optional(int),
+    },
+  },
+)
+SCHEMA = {
+  "method": str,
+  "seed": int,
+  "dtype": str,
+  "online_probe": Optional(bool),
+  "dataset": {
+    "name": str,
+    "train_split": str,
+    "test_split": str,
+    "image_size": int,
+    "channels": int,
+    "data_dir": Optional((str, types.NoneType)),
+  },
+  "model": ByName(
+    "name",
+    {
+      "resnet": {"name": str, "depth": int, "width": NUMBER, "small_stem": bool},
+      "vit": {
+        "name": str,
+        "variant": str,
+        "width": Optional(OPTIONAL_INT),
+        "depth": Optional(OPTIONAL_INT),
+        "num_heads": Optional(OPTIONAL_INT),
+        "patch_size": int,
+        "pool": Optional(str),
+        "drop_path": Optional(NUMBER),
+      },
+    },
+  ),
+  "simclr": Optional(
+    {"temperature": NUMBER, "proj_dim": int, "proj_layers": int, "proj_hidden_dim": Optional(OPTIONAL_INT)}
+  ),
+  "mae": Optional(
+    {"mask_ratio": NUMBER, "norm_pix": bool, "decoder_width": int, "decoder_depth": int, "decoder_heads": int}
+  ),
+  "supervised": Optional({"label_smoothing": NUMBER}),
+  "augment": AUGMENT,
+  "batch_size": int,
+  "epochs": NUMBER,
+  "total_steps": Optional(int),
+  "optimizer": OPTIMIZER,
+  "log_every": int,
+  "checkpoint_every": int,
+  "keep_checkpoints": int,
+  "max_nonfinite_steps": Optional(int),
+  "max_rollbacks": Optional(int),
+  "eval_batch_size": int,
+  "eval_baselines": tuple,
+  "evals": Entries(EVALUATOR),
+}
+
+
+def _type_name(kind) -> str:
+  kinds = kind if isinstance(kind, tuple) else (kind,)
+  return " or ".join("None" if k is types.NoneType else k.__name__ for k in kinds)
+
+
+def _check_value(value, kind, key: str):
+  if isinstance(kind, Optional):
+    kind = kind.kind
+  if isinstance(kind, dict | ByName | Entries):
+    if not hasattr(value, "items"):
+      raise ConfigError(f"{key}: expected a section (dict), got {type(value).__name__} {value!r}")
+    _check_section(value, kind, key)
+    return
+  kinds = kind if isinstance(kind, tuple) else (kind,)
+  wrong_bool = isinstance(value, bool) and bool not in kinds  # bool is an int subclass; True is no batch size.
+  if wrong_bool or not isinstance(value, kinds):
+    raise ConfigError(f"{key}: expected {_type_name(kind)}, got {type(value).__name__} {value!r}")
+
+
+def _check_section(section, schema, key: str):
+  if isinstance(schema, Entries):
+    for name, value in section.items():
+      _check_value(value, schema.schema, f"{key}.{name}")
+    return
+  if isinstance(schema, ByName):
+    choice = section.get(schema.key)
+    if choice is None:
+      raise ConfigError(f"{key}.{schema.key}: missing")
+    schema = schema.choices[require_choice(choice, schema.choices, f"{key}.{schema.key}")]
+  for name, value in section.items():
+    if name not in schema:
+      raise ConfigError(f"{key}.{name}: unknown key (known: {', '.join(sorted(schema))})")
+    _check_value(value, schema[name], f"{key}.{name}")
+  for name, kind in schema.items():
+    if name not in section and not isinstance(kind, Optional):
+      raise ConfigError(f"{key}.{name}: missing")
+
+
+def _positive(config, key: str, minimum: int = 1):
+  value = config
+  for part in key.split("."):
+    value = value[part]
+  if value < minimum:
+    raise ConfigError(f"config.{key}: {value} must be at least {minimum}")
+
+
+def _probability(value, key: str):
+  if not 0 <= value <= 1:
+    raise ConfigError(f"{key}: {value} is not a probability in [0, 1]")
+
+
+def validate(config):
+  """Raises ConfigError (one line naming the key) for unknown keys, wrong types and impossible combinations."""
+  from ssljax import evaluators, methods, sharding
+
+  _check_section(config, SCHEMA, "config")
+  require_choice(config.method, methods.registry(), "config.method")
+  require_choice(config.dtype, ("float32", "bfloat16"), "config.dtype")
+  if config.method in ("simclr", "mae") and config.method not in config:
+    raise ConfigError(f"config.{config.method}: missing (method {config.method!r} needs its section)")
+  for key in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "seed"):
+    _positive(config, key, minimum=0 if key == "seed" else 1)
+  for key in ("image_size", "channels"):
+    _positive(config, f"dataset.{key}")
+  if not config.get("total_steps") and config.epochs <= 0:
+    raise ConfigError(f"config.epochs: {config.epochs} must be positive when config.total_steps is 0")
+  sharding.check_batch_size(config.batch_size)
+  sharding.check_batch_size(config.eval_batch_size, "config.eval_batch_size")
+  for name in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
+    _probability(config.augment[name], f"config.augment.{name}")
+  if config.method == "mae" and not 0 < config.mae.mask_ratio < 1:
+    raise ConfigError(f"config.mae.mask_ratio: {config.mae.mask_ratio} is not in (0, 1)")
+  for baseline in config.eval_baselines:
+    require_choice(baseline, ("raw_pixels", "random_init"), "config.eval_baselines")
+  registered = evaluators.registry()
+  for name, eval_config in config.evals.items():
+    require_choice(eval_config.type, registered, f"config.evals.{name}.type")
+    if eval_config.type == "reconstruction" and config.method != "mae":
+      raise ConfigError(f"config.evals.{name}: the reconstruction evaluator needs method 'mae', not {config.method!r}")
+  if jax.process_count() > 1 and config.batch_size % jax.process_count():
+    raise ConfigError(f"config.batch_size: {config.batch_size} does not split over {jax.process_count()} processes")
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+  if isinstance(tree, dict):
+    return {k: v for name, sub in tree.items() for k, v in _flatten(sub, f"{prefix}{name}.").items()}
+  return {prefix[:-1]: tree}
+
+
+def changed_keys(saved: dict, config) -> list[str]:
+  """["model.width: 0.125 -> 0.25", ...]: how `config` differs from a config saved as JSON (`saved`)."""
+  if not saved:
+    return []
+  old, new = _flatten(saved), _flatten(json.loads(config.to_json_best_effort()))
+  return [
+    f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}"
+    for k in sorted(old.keys() | new.keys())
+    if old.get(k) != new.get(k)
+  ]

@@ -1,0 +1,183 @@
+"""Runs that are killed, preempted, hit NaN or find damaged checkpoints end with exactly the losses of a run that
+was never disturbed."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import simclr_digits
+from ssljax import checkpoint, data, experiment, sharding, train_step
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = ("--config.total_steps=16", "--config.log_every=1", "--config.checkpoint_every=3")
+
+
+def _launch(workdir, *overrides):
+  command = [sys.executable, "-m", "ssljax.train", "--config=configs/simclr_digits.py:runlocal,train_only"]
+  command += [f"--workdir={workdir}", *STEPS, *overrides]
+  return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _rows(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.endswith("\n")]
+
+
+def _losses(workdir) -> dict:
+  """{step: loss} over every launch in `workdir`; a step logged again after a resume keeps its last value."""
+  return {row["step"]: row["loss"] for row in _rows(workdir) if "loss" in row}
+
+
+def _wait_for_step(run, workdir, step: int, timeout: float = 300):
+  deadline = time.time() + timeout
+  while max(_losses(workdir), default=0) < step:
+    assert run.poll() is None, f"run ended before step {step}: {run.stderr.read()}"
+    assert time.time() < deadline
+    time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def reference_losses(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("reference")
+  run = _launch(workdir)
+  assert run.wait(timeout=300) == 0, run.stderr.read()
+  losses = _losses(workdir)
+  assert sorted(losses) == list(range(1, 17)) and len(set(losses.values())) == 16
+  return losses
+
+
+def test_sigkill_at_random_steps_then_resume_gives_the_same_losses_bit_for_bit(tmp_path, reference_losses):
+  rng = random.Random(os.environ.get("PYTEST_SEED", "sigkill"))
+  kill_after = sorted(rng.sample(range(2, 15), 3))  # Anywhere: between checkpoints, during async saves.
+  for step in kill_after:
+    run = _launch(tmp_path)
+    _wait_for_step(run, tmp_path, step)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+  resumed = _launch(tmp_path)
+  assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+  assert _losses(tmp_path) == reference_losses, kill_after  # Exact float equality, every step.
+
+
+def test_sigterm_and_sigint_save_the_step_exit_0_and_the_run_continues_from_it(tmp_path, reference_losses):
+  for signum, after_step in ((signal.SIGTERM, 4), (signal.SIGINT, 10)):
+    run = _launch(tmp_path)
+    _wait_for_step(run, tmp_path, after_step)
+    run.send_signal(signum)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    stopped_at = max(_losses(tmp_path))
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved[-1] == stopped_at < 16, (saved, stopped_at)  # The checkpoint holds the last finished step.
+    assert f"preempted: saved step {stopped_at}" in stderr
+
+  resumed = _launch(tmp_path)
+  assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+  rows = [row["step"] for row in _rows(tmp_path) if "loss" in row]
+  assert rows == list(range(1, 17)), rows  # Each launch continued from the saved step: nothing replayed or skipped.
+  assert _losses(tmp_path) == reference_losses
+
+
+def _train_only_config(**overrides):
+  config = simclr_digits.get_config("runlocal,train_only")
+  config.update(dict(total_steps=16, log_every=1, checkpoint_every=3), **overrides)
+  return config
+
+
+def _saved_states(workdir, trainer, config):
+  manager = checkpoint.make_manager(workdir)
+  abstract = checkpoint.abstract_like(jax.eval_shape(trainer.make_state, config.seed), trainer.state_sharding)
+  return {s: manager.restore(s, args=checkpoint.ocp.args.StandardRestore(abstract)) for s in manager.all_steps()}
+
+
+def test_nan_batches_are_skipped_then_rolled_back_and_no_checkpoint_holds_nan(tmp_path, monkeypatch):
+  """Batches 7, 8 and 9 (steps 8-10) are poisoned with NaN; after 3 skipped updates the run restores step 6 (the
+  checkpoint at 9 is withheld during the streak), moves the input past batch 9 and trains to step 16."""
+  poisoned = {7, 8, 9}
+  train_batches = data.train_batches
+
+  def poisoned_batches(source, sampler, sharding_, start, stop, **kwargs):
+    for position, batch in train_batches(source, sampler, sharding_, start, stop, **kwargs):
+      if position in poisoned:
+        batch = {**batch, "image": batch["image"] * jnp.nan}
+      yield position, batch
+
+  monkeypatch.setattr(data, "train_batches", poisoned_batches)
+  config = _train_only_config()
+  experiment.train_and_evaluate(config, str(tmp_path))
+
+  rows = _rows(tmp_path)
+  skipped = [row["step"] for row in rows if row.get("nonfinite")]
+  assert skipped == [8, 9, 10], skipped
+  rollbacks = [row for row in rows if "rollback_to_step" in row]
+  assert rollbacks == [{"step": 10, "rollback_to_step": 6, "rollback_data_position": 10}]
+  after = [row["step"] for row in rows[rows.index(rollbacks[0]) :] if "loss" in row]
+  assert after == list(range(7, 17)) and all(np.isfinite(_losses(tmp_path)[s]) for s in after)
+
+  mesh = sharding.make_mesh()
+  source = data.load_source(config.dataset, "train")
+  trainer = train_step.build_trainer(config, mesh, len(source), source.num_classes)
+  states = _saved_states(tmp_path, trainer, config)
+  assert 16 in states and 9 not in states
+  for step, state in states.items():
+    assert bool(train_step.all_finite(state)), step
+  assert int(states[16].position) == 20  # 16 steps, plus batches 6-9 (rolled back or bad) moved past.
+
+
+def test_a_step_with_a_nan_batch_leaves_the_state_unchanged_and_nan_is_never_saved(tmp_path, mesh8):
+  config = _train_only_config()
+  source = data.load_source(config.dataset, "train")
+  trainer = train_step.build_trainer(config, mesh8, len(source), source.num_classes)
+  state = trainer.make_state(config.seed)
+  params = jax.device_get(state.params)
+  batch = data.global_batch(source.get(np.arange(config.batch_size)), trainer.batch_sharding)
+  batch["image"] = batch["image"].at[0, 0, 0, 0].set(jnp.nan)  # One pixel of one image.
+  state, metrics = trainer.step(state, batch)
+  assert int(metrics["nonfinite"]) == 1 and (int(state.step), int(state.position)) == (1, 1)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), params)
+  manager = checkpoint.make_manager(str(tmp_path))
+  assert not checkpoint.save(manager, state.replace(params=jax.tree.map(lambda x: x * jnp.nan, state.params)))
+  manager.wait_until_finished()
+  assert manager.all_steps() == []
+
+
+def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+  config = _train_only_config(keep_checkpoints=3)
+  experiment.train_and_evaluate(config, str(tmp_path))
+  expected = _losses(tmp_path)
+  newest = tmp_path / "checkpoints" / "16"
+  for root, _, files in os.walk(newest):
+    for name in files:
+      path = os.path.join(root, name)
+      os.truncate(path, os.path.getsize(path) // 2)
+
+  experiment.train_and_evaluate(config, str(tmp_path))  # Restores 15, trains step 16 again.
+  assert (tmp_path / checkpoint.UNREADABLE_DIR / "16").is_dir()  # Kept for inspection, not deleted.
+  rows = [row for row in _rows(tmp_path) if "loss" in row]
+  assert [row["step"] for row in rows] == [*range(1, 17), 16]
+  assert rows[-1]["loss"] == expected[16]
+  assert (tmp_path / "checkpoints" / "16").is_dir()
+
+
+def test_workdir_of_an_incompatible_config_is_refused_and_left_untouched(tmp_path):
+  config = _train_only_config(total_steps=3)
+  experiment.train_and_evaluate(config, str(tmp_path))
+  before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+  wider = _train_only_config(total_steps=3)
+  wider.model.width = 0.25
+  with pytest.raises(experiment.ConfigError, match=r"holds a run of another config .* model\.width: 0\.125 -> 0\.25"):
+    experiment.train_and_evaluate(wider, str(tmp_path))
+  after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+  assert after == before
