@@ -5,6 +5,8 @@ Under `jax.jit` with a batch-sharded input the matrix products below span the *g
 every other example of the step as a negative, as in SimCLR's cross-replica negatives.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -15,13 +17,121 @@ def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
 
 
-def _cross_entropy(logits: jax.Array, target_index: jax.Array) -> jax.Array:
-  """Per-row softmax cross-entropy of `logits` [M, K] against integer targets [M]."""
-  positive = jnp.take_along_axis(logits, target_index[:, None], axis=-1)[:, 0]
-  return jax.nn.logsumexp(logits, axis=-1) - positive
+def _masked_logits(anchors, candidates, self_index, first_column: int | jax.Array, temperature: float):
+  """anchors [M, D] . candidates [B, D] / temperature, with -inf where column `first_column + j` is the
+  anchor's own `self_index` (or past `num_candidates`, see `_blockwise_lse`)."""
+  logits = (anchors @ candidates.T) / temperature
+  columns = first_column + jnp.arange(candidates.shape[0])
+  return jnp.where(columns[None, :] == self_index[:, None], -jnp.inf, logits)
 
 
-def nt_xent(z_a: jax.Array, z_b: jax.Array, temperature: float = 0.1) -> jax.Array:
+def _dense_lse(anchors, candidates, self_index, temperature: float):
+  return jax.nn.logsumexp(_masked_logits(anchors, candidates, self_index, 0, temperature), axis=-1)
+
+
+def _blocks(x: jax.Array, block_size: int, fill=0) -> jax.Array:
+  """[K, ...] -> [ceil(K / block_size), block_size, ...], padded with `fill`."""
+  pad = -x.shape[0] % block_size
+  x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
+  return x.reshape(-1, block_size, *x.shape[1:])
+
+
+def _tile_logits(a, c, self_index, col_block, block_size: int, num_candidates: int, temperature: float):
+  logits = _masked_logits(a, c, self_index, col_block * block_size, temperature)
+  padding = col_block * block_size + jnp.arange(block_size) >= num_candidates
+  return jnp.where(padding[None, :], -jnp.inf, logits)
+
+
+def _zeros(like: jax.Array, *inputs: jax.Array) -> jax.Array:
+  """Zeros shaped like `like` that depend on `inputs`: inside `jax.shard_map` a scan's carry must vary over the
+  same mesh axes as the values the loop adds into it."""
+  zeros = jnp.zeros_like(like)
+  for x in inputs:
+    zeros = zeros + 0 * x.reshape(-1)[0].astype(zeros.dtype)
+  return zeros
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _blockwise_lse(anchors, candidates, self_index, temperature: float, block_size: int):
+  """`_dense_lse` computed one [block, block] tile at a time with an online log-sum-exp: memory O(block^2 +
+  (M + K) D), never the [M, K] matrix. The backward pass recomputes each tile (flash-attention style)."""
+  return _blockwise_lse_forward(anchors, candidates, self_index, temperature, block_size)[0]
+
+
+def _blockwise_lse_forward(anchors, candidates, self_index, temperature, block_size):
+  num_anchors, num_candidates = anchors.shape[0], candidates.shape[0]
+  row_blocks, self_blocks = _blocks(anchors, block_size), _blocks(self_index, block_size, fill=-1)
+  col_blocks = _blocks(candidates, block_size)
+
+  def row_lse(inputs):
+    a, own = inputs
+
+    def visit(carry, j):
+      running_max, running_sum = carry
+      logits = _tile_logits(a, col_blocks[j], own, j, block_size, num_candidates, temperature)
+      new_max = jnp.maximum(running_max, logits.max(axis=1))
+      running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.exp(logits - new_max[:, None]).sum(axis=1)
+      return (new_max, running_sum), None
+
+    zeros = _zeros(a[:, 0], a, col_blocks, own)
+    floor = zeros + jnp.finfo(jnp.float32).min  # Finite: exp(floor - floor) must not be NaN.
+    (row_max, row_sum), _ = jax.lax.scan(visit, (floor, zeros), jnp.arange(len(col_blocks)))
+    return row_max + jnp.log(row_sum)
+
+  lse = jax.lax.map(row_lse, (row_blocks, self_blocks)).reshape(-1)[:num_anchors]
+  return lse, (anchors, candidates, self_index, lse)
+
+
+def _blockwise_lse_backward(temperature, block_size, residuals, lse_cotangent):
+  anchors, candidates, self_index, lse = residuals
+  num_anchors, num_candidates = anchors.shape[0], candidates.shape[0]
+  row_blocks, self_blocks = _blocks(anchors, block_size), _blocks(self_index, block_size, fill=-1)
+  lse_blocks, g_blocks = _blocks(lse, block_size), _blocks(lse_cotangent, block_size)
+  col_blocks = _blocks(candidates, block_size)
+
+  def row_step(d_candidates, inputs):
+    a, own, row_lse, g = inputs
+
+    def visit(d_a, j):
+      logits = _tile_logits(a, col_blocks[j], own, j, block_size, num_candidates, temperature)
+      weights = jnp.exp(logits - row_lse[:, None]) * g[:, None] / temperature  # d loss / d logit * d logit / d dot
+      return d_a + weights @ col_blocks[j], weights.T @ a
+
+    d_a, d_cols = jax.lax.scan(visit, _zeros(a, a, col_blocks, own, row_lse, g), jnp.arange(len(col_blocks)))
+    return d_candidates + d_cols, d_a
+
+  zeros = _zeros(col_blocks, row_blocks, col_blocks, self_blocks, lse_blocks, g_blocks)
+  d_candidates, d_anchors = jax.lax.scan(row_step, zeros, (row_blocks, self_blocks, lse_blocks, g_blocks))
+  d_anchors = d_anchors.reshape(-1, anchors.shape[1])[:num_anchors]
+  return d_anchors, d_candidates.reshape(-1, candidates.shape[1])[:num_candidates], None
+
+
+_blockwise_lse.defvjp(_blockwise_lse_forward, _blockwise_lse_backward)
+
+
+def contrastive_lse(anchors, candidates, self_index, temperature: float, block_size: int | None = None):
+  """log sum_j exp(anchors[i] . candidates[j] / temperature) over j != self_index[i] (-1: no exclusion), [M].
+
+  Dense ([M, K] logits) when `block_size` is None, else blockwise (`_blockwise_lse`); equal to 1e-5."""
+  if block_size is None:
+    return _dense_lse(anchors, candidates, self_index, temperature)
+  return _blockwise_lse(anchors, candidates, self_index, temperature, block_size)
+
+
+def _gather(x: jax.Array, axis_name):
+  """All rows of `x` over the devices of `axis_name` (inside `jax.shard_map`), in device order."""
+  return x if axis_name is None else jax.lax.all_gather(x, axis_name, tiled=True)
+
+
+def _global_mean(per_anchor: jax.Array, axis_name) -> jax.Array:
+  if axis_name is None:
+    return jnp.mean(per_anchor)
+  return jax.lax.psum(jnp.sum(per_anchor), axis_name) / (per_anchor.shape[0] * jax.lax.axis_size(axis_name))
+
+
+def nt_xent(
+  z_a: jax.Array, z_b: jax.Array, temperature: float = 0.1, *, block_size: int | None = None, axis_name=None
+) -> jax.Array:
   """NT-Xent, the normalized temperature-scaled cross-entropy of SimCLR (Chen et al. 2020, Algorithm 1).
 
   Each of the 2N views is an anchor whose positive is the other view of its image and whose negatives are the
@@ -31,6 +141,11 @@ def nt_xent(z_a: jax.Array, z_b: jax.Array, temperature: float = 0.1) -> jax.Arr
     z_a: [N, D] projections of the first view of each image.
     z_b: [N, D] projections of the second view, row i pairs with `z_a[i]`.
     temperature: softmax temperature tau > 0.
+    block_size: if set, the loss is computed over [block_size, block_size] tiles of the similarity matrix with
+      an online log-sum-exp and a backward pass that recomputes them, so the (2N)^2 matrix never exists.
+    axis_name: inside `jax.shard_map`, the mesh axis (or axes) the batch is split over: `z_a`, `z_b` are this
+      device's rows, each device keeps its own anchors and gathers all views as candidates ([2N, D]: small
+      next to the similarities), and the returned loss is the global one on every device.
 
   Returns:
     Scalar float32 loss averaged over all 2N anchors. google-research/simclr's `add_contrastive_loss` returns
@@ -38,12 +153,17 @@ def nt_xent(z_a: jax.Array, z_b: jax.Array, temperature: float = 0.1) -> jax.Arr
   """
   if z_a.ndim != 2 or z_a.shape != z_b.shape:
     raise ValueError(f"nt_xent: z_a and z_b must both be [N, D], got {z_a.shape} and {z_b.shape}")
-  n = z_a.shape[0]
-  z = _l2_normalize(jnp.concatenate([z_a, z_b], axis=0))
-  logits = (z @ z.T) / temperature
-  logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
-  positive_index = (jnp.arange(2 * n) + n) % (2 * n)
-  return jnp.mean(_cross_entropy(logits, positive_index))
+  n_local = z_a.shape[0]
+  z_a, z_b = _l2_normalize(z_a), _l2_normalize(z_b)
+  candidates = jnp.concatenate([_gather(z_a, axis_name), _gather(z_b, axis_name)])  # Global order: all a, all b.
+  n = candidates.shape[0] // 2
+  offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * n_local
+  rows = offset + jnp.arange(n_local)
+  lse = contrastive_lse(
+    jnp.concatenate([z_a, z_b]), candidates, jnp.concatenate([rows, n + rows]), temperature, block_size
+  )
+  positive = jnp.sum(z_a * z_b, axis=-1) / temperature
+  return _global_mean(lse - jnp.concatenate([positive, positive]), axis_name)
 
 
 def info_nce(
@@ -51,6 +171,9 @@ def info_nce(
   key: jax.Array,
   negatives: jax.Array | None = None,
   temperature: float = 0.1,
+  *,
+  block_size: int | None = None,
+  axis_name=None,
 ) -> jax.Array:
   """InfoNCE (van den Oord et al. 2018) with cosine similarity: classify `key[i]` among candidates for `query[i]`.
 
@@ -60,6 +183,8 @@ def info_nce(
     negatives: optional [K, D] negatives shared by all queries (e.g. a MoCo queue). Without them the other
       N - 1 keys of the batch are the negatives (the CLIP / one-directional in-batch form).
     temperature: softmax temperature tau > 0.
+    block_size, axis_name: as for `nt_xent` (the in-batch keys are gathered over `axis_name`; a queue of
+      negatives is the same on every device).
 
   Returns:
     Scalar float32 loss averaged over the N queries.
@@ -67,14 +192,19 @@ def info_nce(
   if query.ndim != 2 or query.shape != key.shape:
     raise ValueError(f"info_nce: query and key must both be [N, D], got {query.shape} and {key.shape}")
   q, k = _l2_normalize(query), _l2_normalize(key)
+  positive = jnp.sum(q * k, axis=-1) / temperature
+  no_self = jnp.full(q.shape[0], -1)
   if negatives is None:
-    logits = (q @ k.T) / temperature
-    return jnp.mean(_cross_entropy(logits, jnp.arange(q.shape[0])))
-  if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
-    raise ValueError(f"info_nce: negatives must be [K, {q.shape[1]}], got {negatives.shape}")
-  positive = jnp.sum(q * k, axis=-1, keepdims=True)
-  logits = jnp.concatenate([positive, q @ _l2_normalize(negatives).T], axis=1) / temperature
-  return jnp.mean(_cross_entropy(logits, jnp.zeros(q.shape[0], jnp.int32)))
+    lse = contrastive_lse(q, _gather(k, axis_name), no_self, temperature, block_size)  # Includes the positive.
+  else:
+    if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
+      raise ValueError(f"info_nce: negatives must be [K, {q.shape[1]}], got {negatives.shape}")
+    negatives = _l2_normalize(negatives)
+    if axis_name is not None:  # Same queue on every device; its gradient is summed over them (pcast's transpose).
+      negatives = jax.lax.pcast(negatives, axis_name, to="varying")
+    negative_lse = contrastive_lse(q, negatives, no_self, temperature, block_size)
+    lse = jnp.logaddexp(positive, negative_lse)
+  return _global_mean(lse - positive, axis_name)
 
 
 def patch_statistics(patches):

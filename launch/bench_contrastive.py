@@ -1,0 +1,73 @@
+r"""Blockwise vs dense NT-Xent, forward + backward: peak temporary memory and time for 2N embeddings of dim 128.
+
+  python -m launch.bench_contrastive                       # 2N = 8,192 and 65,536 (run) and 1,048,576 (memory)
+  python -m launch.bench_contrastive --sizes 8192 --block_size 2048
+
+Memory is XLA's buffer assignment for the compiled step (temporaries, excluding inputs and outputs), so it is
+known even where a run would not fit. Time is measured only up to --max_run_size embeddings. The baseline is the
+dense loss ([2N, 2N] logits): "vs dense" is blockwise / dense for time and memory.
+"""
+
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+
+from ssljax.losses import nt_xent
+
+
+def _step(block_size):
+  loss = functools.partial(nt_xent, temperature=0.1, block_size=block_size)
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+
+def _measure(n: int, dim: int, block_size, run: bool) -> dict:
+  spec = jax.ShapeDtypeStruct((n // 2, dim), jnp.float32)
+  compiled = _step(block_size).lower(spec, spec).compile()
+  row = {"temp GiB": compiled.memory_analysis().temp_size_in_bytes / 2**30, "ms": None}
+  if run:
+    z_a, z_b = jax.random.normal(jax.random.key(0), (2, n // 2, dim))
+    jax.block_until_ready(compiled(z_a, z_b))
+    repeats = 3 if n <= 65536 else 1
+    start = time.perf_counter()
+    for _ in range(repeats):
+      jax.block_until_ready(compiled(z_a, z_b))
+    row["ms"] = (time.perf_counter() - start) / repeats * 1e3
+  return row
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 65536, 1048576], help="2N, the embeddings.")
+  parser.add_argument("--dim", type=int, default=128)
+  parser.add_argument("--block_size", type=int, default=1024)
+  parser.add_argument("--max_run_size", type=int, default=65536, help="Larger sizes: memory only.")
+  parser.add_argument("--dense_memory_limit_gib", type=float, default=16.0, help="Dense runs only below this.")
+  args = parser.parse_args()
+  device = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+  print("device | 2N | dim | block | dense temp GiB | blockwise temp GiB | dense ms | blockwise ms | vs dense (time)")
+  for n in args.sizes:
+    run = n <= args.max_run_size
+    dense = _measure(n, args.dim, None, False)
+    if run and dense["temp GiB"] < args.dense_memory_limit_gib:
+      dense = _measure(n, args.dim, None, True)
+    blockwise = _measure(n, args.dim, args.block_size, run)
+    ratio = blockwise["ms"] / dense["ms"] if blockwise["ms"] and dense["ms"] else None
+    cells = [
+      device,
+      n,
+      args.dim,
+      args.block_size,
+      dense["temp GiB"],
+      blockwise["temp GiB"],
+      dense["ms"],
+      blockwise["ms"],
+      ratio,
+    ]
+    print(" | ".join("n/a" if c is None else (f"{c:.4g}" if isinstance(c, float) else str(c)) for c in cells))
+
+
+if __name__ == "__main__":
+  main()
