@@ -96,6 +96,7 @@ SCHEMA = {
   "seed": int,
   "dtype": str,
   "online_probe": Optional(bool),
+  "mesh": Optional(tuple),  # ((axis name, size), ...); see ssljax.sharding.
   "dataset": {
     "name": str,
     "train_split": str,
@@ -121,7 +122,13 @@ SCHEMA = {
     },
   ),
   "simclr": Optional(
-    {"temperature": NUMBER, "proj_dim": int, "proj_layers": int, "proj_hidden_dim": Optional(OPTIONAL_INT)}
+    {
+      "temperature": NUMBER,
+      "proj_dim": int,
+      "proj_layers": int,
+      "proj_hidden_dim": Optional(OPTIONAL_INT),
+      "block_size": Optional(OPTIONAL_INT),
+    }
   ),
   "mae": Optional(
     {"mask_ratio": NUMBER, "norm_pix": bool, "decoder_width": int, "decoder_depth": int, "decoder_heads": int}
@@ -209,8 +216,9 @@ def validate(config):
     _positive(config, f"dataset.{key}")
   if not config.get("total_steps") and config.epochs <= 0:
     raise ConfigError(f"config.epochs: {config.epochs} must be positive when config.total_steps is 0")
-  sharding.check_batch_size(config.batch_size)
-  sharding.check_batch_size(config.eval_batch_size, "config.eval_batch_size")
+  ways = sharding.batch_devices(sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH)))
+  sharding.check_batch_size(config.batch_size, ways=ways)
+  sharding.check_batch_size(config.eval_batch_size, "config.eval_batch_size", ways=ways)
   for name in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
     _probability(config.augment[name], f"config.augment.{name}")
   if config.method == "mae" and not 0 < config.mae.mask_ratio < 1:

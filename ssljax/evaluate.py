@@ -42,7 +42,7 @@ def load_config(workdir: str) -> ConfigDict:
 def evaluate_workdir(config, workdir: str) -> dict:
   """Restores the newest checkpoint of `workdir` and runs `config.evals` on it; merges into results.json."""
   config_checks.validate(config)
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
   state = experiment.restore(config, workdir, trainer, checkpoint.make_manager(workdir))

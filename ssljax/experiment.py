@@ -43,7 +43,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   when a preemption signal stopped training (a checkpoint of the last step is saved; re-launch to continue)."""
   config_checks.validate(config)
   prepare_workdir(workdir)
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   test_source = data.load_source(config.dataset, config.dataset.test_split)
   trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)

@@ -139,26 +139,28 @@ class Trainer:
 
 
 def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
-  sharding.check_batch_size(config.batch_size)
+  sharding.check_batch_size(config.batch_size, ways=sharding.batch_devices(mesh))
   replicated = sharding.replicated(mesh)
   num_steps = total_steps(config, num_examples)
-  method = build_method(config, num_classes)
+  method = build_method(config, num_classes, mesh)
   model = WithOnlineProbe(method.model, num_classes) if config.get("online_probe", True) else method.model
   tx, schedule = optim.make_optimizer(config, config.batch_size, num_steps)
   size = config.dataset.image_size
   sample_inputs = method.make_inputs(jnp.zeros((1, size, size, config.dataset.channels)), jax.random.PRNGKey(0))
   init = functools.partial(init_state, model, tx, sample_inputs)
-  state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, 0))
+  boxed = jax.eval_shape(lambda: model.init(_rng_streams(jax.random.PRNGKey(0)), sample_inputs, train=True))
+  state_sharding = sharding.state_sharding(jax.eval_shape(init, 0), sharding.logical_names(boxed["params"]), tx, mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
   step = jax.jit(
     functools.partial(train_step, model=model, method=method, tx=tx, schedule=schedule),
     donate_argnums=0,
-    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+    in_shardings=(state_sharding, batch_sharding),
     out_shardings=(state_sharding, replicated),
   )
   make_state = jax.jit(init, out_shardings=state_sharding)
   # Variables are arguments, not closed-over constants: one compilation serves every encoder and every evaluation.
   encode = jax.jit(lambda variables, images: model.apply(variables, images, method="encode"))
-  return Trainer(model, num_steps, make_state, state_sharding, sharding.batch_sharding(mesh), step, encode)
+  return Trainer(model, num_steps, make_state, state_sharding, batch_sharding, step, encode)
 
 
 def run_steps(step_fn: Callable, state, batches):

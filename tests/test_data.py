@@ -10,8 +10,8 @@ from ssljax import data, sharding
 from ssljax.config import ConfigError
 
 
-def _dataset(name="digits", size=8):
-  return ml_collections.ConfigDict(dict(name=name, image_size=size, data_dir=None))
+def _dataset(name="digits", size=8, channels=1):
+  return ml_collections.ConfigDict(dict(name=name, image_size=size, channels=channels, data_dir=None))
 
 
 def test_digits_split_is_fixed_disjoint_and_real():
@@ -64,7 +64,7 @@ def test_eval_batches_cover_the_split_once_in_order(mesh8):
 
 def test_tfds_source_reads_mock_data_without_tensorflow_and_resizes():
   with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):
-    source = data.load_source(_dataset("cifar10", 16), "train")
+    source = data.load_source(_dataset("cifar10", 16, channels=3), "train")
     batch = source.get(np.array([0, 5, 19]))
   assert len(source) == 20 and source.num_classes == 10
   assert batch["image"].shape == (3, 16, 16, 3) and batch["image"].dtype == np.float32

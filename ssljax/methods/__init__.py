@@ -31,12 +31,13 @@ class Method:
 
 
 def registry() -> dict:
-  """{name: build(config, num_classes) -> Method}."""
+  """{name: build(config, num_classes, mesh) -> Method}."""
   from ssljax.methods import mae, simclr, supervised
 
   return {"simclr": simclr.build, "mae": mae.build, "supervised": supervised.build}
 
 
-def build_method(config, num_classes: int) -> Method:
+def build_method(config, num_classes: int, mesh=None) -> Method:
+  """The method of `config`; `mesh` (the one the train step runs on) lets a loss place its own collectives."""
   builders = registry()
-  return builders[require_choice(config.method, builders, "config.method")](config, num_classes)
+  return builders[require_choice(config.method, builders, "config.method")](config, num_classes, mesh)

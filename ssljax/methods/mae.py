@@ -14,7 +14,7 @@ def reconstruction_loss(outputs, batch, norm_pix: bool):
   return losses.mae_loss(outputs["pred"], outputs["target"], outputs["mask"], norm_pix), {}
 
 
-def build(config, num_classes: int) -> Method:
+def build(config, num_classes: int, mesh=None) -> Method:
   del num_classes  # Labels are only for the online probe and evaluation.
   mae = config.mae
   if not 0.0 < mae.mask_ratio < 1.0:

@@ -5,8 +5,9 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
-from ssljax import augment, losses, models
+from ssljax import augment, losses, models, sharding
 from ssljax.methods import Method
 
 
@@ -31,13 +32,21 @@ def two_views(images, rng, augment_config: augment.AugmentConfig):
   )
 
 
-def contrastive_loss(outputs, batch, temperature: float):
+def contrastive_loss(outputs, batch, temperature: float, block_size: int | None = None, mesh=None):
+  """NT-Xent over the global batch. With `block_size` it runs blockwise inside `jax.shard_map` over the mesh's
+  batch axes: each device keeps its anchors and gathers the [2N, D] embeddings, so no device ever holds the
+  (2N)^2 similarities (without it, jit's partitioner gathers `z` and builds them)."""
   del batch  # Unsupervised.
   z_a, z_b = jnp.split(outputs["projections"], 2)
-  return losses.nt_xent(z_a, z_b, temperature), {}
+  if block_size is None or mesh is None:
+    return losses.nt_xent(z_a, z_b, temperature, block_size=block_size), {}
+  axes = sharding.batch_axes(mesh)
+  loss = functools.partial(losses.nt_xent, temperature=temperature, block_size=block_size, axis_name=axes)
+  sharded = jax.shard_map(loss, mesh=mesh, in_specs=(P(axes), P(axes)), out_specs=P())
+  return sharded(z_a, z_b), {}
 
 
-def build(config, num_classes: int) -> Method:
+def build(config, num_classes: int, mesh=None) -> Method:
   del num_classes  # Labels are only for the online probe and evaluation.
   dtype = jnp.dtype(config.dtype)
   encoder = models.build_encoder(config.model, config.dataset.image_size, dtype)
@@ -51,6 +60,8 @@ def build(config, num_classes: int) -> Method:
   return Method(
     model=SimCLRModel(encoder, projector),
     make_inputs=functools.partial(two_views, augment_config=augment_config),
-    loss=functools.partial(contrastive_loss, temperature=config.simclr.temperature),
+    loss=functools.partial(
+      contrastive_loss, temperature=config.simclr.temperature, block_size=config.simclr.get("block_size"), mesh=mesh
+    ),
     views_per_image=2,
   )

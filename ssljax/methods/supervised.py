@@ -34,7 +34,7 @@ def cross_entropy_loss(outputs, batch, label_smoothing: float):
   return optax.softmax_cross_entropy(logits, targets).mean(), {"train_accuracy": accuracy}
 
 
-def build(config, num_classes: int) -> Method:
+def build(config, num_classes: int, mesh=None) -> Method:
   dtype = jnp.dtype(config.dtype)
   encoder = models.build_encoder(config.model, config.dataset.image_size, dtype)
   return Method(
