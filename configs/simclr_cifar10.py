@@ -10,6 +10,8 @@ Needs the tfds `cifar10` ArrayRecord files (prepare once: `pip install -e .[prep
 epochs (appendix B.9, ResNet-50: 0.942; ResNet-18 is typically ~0.91). Not yet measured with this codebase.
 """
 
+from ml_collections import config_dict
+
 from configs import simclr_digits
 
 
@@ -19,7 +21,9 @@ def get_config(arg: str = ""):
     name="cifar10", train_split="train", test_split="test", image_size=32, channels=3, data_dir=None
   )
   config.model = dict(name="resnet", depth=18, width=1.0, small_stem=True)
-  config.simclr = dict(temperature=0.5, proj_dim=128, proj_layers=2, proj_hidden_dim=None)
+  config.simclr = dict(
+    temperature=0.5, proj_dim=128, proj_layers=2, proj_hidden_dim=None, block_size=config_dict.placeholder(int)
+  )
   config.augment.update(crop_scale=(0.08, 1.0), flip_prob=0.5, grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0))
   config.batch_size = 512
   config.epochs = 1000

@@ -10,6 +10,8 @@ random-resized-cropped to 224 px on the device. Expected: 0.64-0.66 linear-probe
 paper's Figure B.1 at batch 4096); not yet measured with this codebase.
 """
 
+from ml_collections import config_dict
+
 from configs import simclr_cifar10
 
 
@@ -19,7 +21,10 @@ def get_config(arg: str = ""):
     name="imagenet2012", train_split="train", test_split="validation", image_size=224, channels=3, data_dir=None
   )
   config.model = dict(name="resnet", depth=50, width=1.0, small_stem=False)
-  config.simclr = dict(temperature=0.1, proj_dim=128, proj_layers=2, proj_hidden_dim=None)
+  # block_size (e.g. 1024): blockwise NT-Xent in shard_map, for global batches where (2N)^2 similarities do not fit.
+  config.simclr = dict(
+    temperature=0.1, proj_dim=128, proj_layers=2, proj_hidden_dim=None, block_size=config_dict.placeholder(int)
+  )
   config.augment.update(jitter_strength=1.0, blur_prob=0.5)
   config.dtype = "bfloat16"
   config.batch_size = 4096

@@ -50,7 +50,7 @@ def _parse(argv: list[str]):
   flag_values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
   flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
-  flags.DEFINE_integer("cpu_devices", 8, "", flag_values=flag_values)
+  flags.FLAGS.mark_as_parsed()  # `cli.run_command` reads its own flags (--multihost, ...): their defaults.
   cli.parse_flags(argv, flag_values)
   return flag_values
 

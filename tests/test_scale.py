@@ -129,19 +129,22 @@ def _losses(workdir):
 
 
 def test_two_processes_on_localhost_equal_one_process(tmp_path):
-  """jax.distributed with CPU (gloo) collectives: 2 processes x 4 devices, each reading its half of every batch,
-  give the losses of 1 process x 8 devices on the same global batches."""
+  """launch/local.sh: jax.distributed with CPU (gloo) collectives, 2 processes x 4 devices, each reading its half
+  of every batch, give the losses of 1 process x 8 devices on the same global batches."""
   single = _train(tmp_path / "one", "--cpu_devices=8")
   assert single.wait(timeout=300) == 0, single.stderr.read()
-  runs = _two_processes(tmp_path / "two", steps=4)
-  for run in runs:
-    assert run.wait(timeout=300) == 0, run.stderr.read()
+  command = ["bash", "launch/local.sh", "2", "--config=configs/simclr_digits.py:runlocal,train_only", "--cpu_devices=4"]
+  command += [f"--workdir={tmp_path / 'two'}", "--config.total_steps=4", "--config.log_every=1"]
+  env = {**os.environ, "XLA_FLAGS": "", "PYTHON": sys.executable}
+  launched = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert launched.returncode == 0, launched.stderr
   expected, got = _losses(tmp_path / "one"), _losses(tmp_path / "two")
   assert sorted(got) == [1, 2, 3, 4]
   np.testing.assert_allclose([got[s] for s in sorted(got)], [expected[s] for s in sorted(got)], rtol=1e-5)
   assert (tmp_path / "two" / "checkpoints" / "4").is_dir()
 
 
+@pytest.mark.slow  # ~50 s: two processes until a few steps are done.
 def test_sigterm_to_one_host_stops_all_hosts_at_the_same_step(tmp_path):
   """JAX's preemption sync: the notice reaching process 1 makes both processes save the same step and exit 0."""
   runs = _two_processes(tmp_path, steps=200)

@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from configs import simclr_digits
 from ssljax import data, train_step
@@ -44,6 +45,7 @@ def test_three_steps_on_8_devices_equal_1_device(mesh8):
   np.testing.assert_allclose(losses["8"], losses["1"], rtol=1e-4)
 
 
+@pytest.mark.slow  # 3.5 minutes; README command 1 runs the full main job.
 def test_digits_accuracy_regression(tmp_path):
   """A shortened main job (1/3 of the default steps) with every evaluator: SSL features must beat both baselines
   with 10 labels/class and raw pixels from 1 to 10 shots (measured: 0.728 / 0.904 / 0.936 vs 0.678 / 0.857 /
