@@ -81,9 +81,9 @@ def test_blockwise_memory_grows_with_n_times_block_not_n_squared():
   assert _compiled_temp_bytes(32768, 128, None) > 16 * 2**30
 
 
-@pytest.mark.slow
 def test_blockwise_65536_embeddings_forward_backward_peak_memory_under_3_gib():
-  """Runs it (minutes on 2 cores) in a fresh process and reads the process's peak resident memory."""
+  """Runs it in a fresh process and reads that process's peak resident memory (measured on 2 cores: 16.5 s,
+  466 MiB; dense would need 32 GiB of logits and their gradient)."""
   code = (
     "import jax, jax.numpy as jnp, functools; from ssljax.losses import nt_xent;"
     "z = jax.random.normal(jax.random.key(0), (32768, 128));"
