@@ -12,11 +12,10 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
-from launch.bench_step import SETTINGS
-from ssljax import checkpoint, sharding, train_step
+from launch.bench_step import SETTINGS, synthetic_setup
+from ssljax import checkpoint, train_step
 
 
 def _manager(directory: str, asynchronous: bool) -> ocp.CheckpointManager:
@@ -25,18 +24,7 @@ def _manager(directory: str, asynchronous: bool) -> ocp.CheckpointManager:
 
 
 def bench(setting: str, batch_size: int | None, steps: int, every: int, dtype: str) -> list[dict]:
-  make_config, default_batch, _ = SETTINGS[setting]
-  config = make_config()
-  config.update(batch_size=batch_size or default_batch, total_steps=1000, dtype=dtype)
-  trainer = train_step.build_trainer(config, sharding.make_mesh(), num_examples=10**6, num_classes=1000)
-  size, channels = config.dataset.image_size, config.dataset.channels
-  rng = np.random.default_rng(0)
-  batch = {
-    "image": rng.random((config.batch_size, size, size, channels), np.float32),
-    "label": rng.integers(0, 1000, config.batch_size).astype(np.int32),
-  }
-  batch = jax.device_put(batch, trainer.batch_sharding)
-  state = trainer.make_state(0)
+  config, trainer, batch, state = synthetic_setup(setting, batch_size, dtype)
   state_mb = sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20
   state, metrics = trainer.step(state, batch)  # Compile.
   jax.block_until_ready(metrics)

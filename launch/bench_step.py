@@ -33,22 +33,24 @@ def peak_flops(device) -> float | None:
   return next((peak for name, peak in PEAK_BF16_FLOPS.items() if name in device.device_kind), None)
 
 
-def bench(setting: str, batch_size: int | None, steps: int, dtype: str) -> dict:
-  make_config, default_batch, goal = SETTINGS[setting]
+def synthetic_setup(setting: str, batch_size: int | None, dtype: str):
+  """(config, trainer, a random batch on the mesh, a fresh state) for a setting: what every step benchmark needs."""
+  make_config, default_batch, _ = SETTINGS[setting]
   config = make_config()
-  config.batch_size = batch_size or default_batch
-  config.total_steps = 1000
-  mesh = sharding.make_mesh()
-  config.dtype = dtype
-  trainer = train_step.build_trainer(config, mesh, num_examples=10**6, num_classes=1000)
+  config.update(batch_size=batch_size or default_batch, total_steps=1000, dtype=dtype)
+  trainer = train_step.build_trainer(config, sharding.make_mesh(), num_examples=10**6, num_classes=1000)
   size, channels = config.dataset.image_size, config.dataset.channels
   rng = np.random.default_rng(0)
   batch = {
     "image": rng.random((config.batch_size, size, size, channels), np.float32),
     "label": rng.integers(0, 1000, config.batch_size).astype(np.int32),
   }
-  batch = jax.device_put(batch, trainer.batch_sharding)
-  state = trainer.make_state(0)
+  return config, trainer, jax.device_put(batch, trainer.batch_sharding), trainer.make_state(0)
+
+
+def bench(setting: str, batch_size: int | None, steps: int, dtype: str) -> dict:
+  goal = SETTINGS[setting][2]
+  config, trainer, batch, state = synthetic_setup(setting, batch_size, dtype)
 
   start = time.perf_counter()
   compiled = trainer.step.lower(state, batch).compile()
