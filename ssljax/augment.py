@@ -1,10 +1,11 @@
-"""SimCLR/BYOL image augmentations as jit-compiled, per-example functions that run on the accelerator.
+"""SimCLR/BYOL/DINO image augmentations as jit-compiled, per-example functions that run on the accelerator.
 
 Every function here takes one image [H, W, C] with values in [0, 1] and a PRNG key; `augment_batch` vmaps the
 composed pipeline over a batch with one key per example, so it compiles into the train step.
 """
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -21,6 +22,9 @@ class AugmentConfig:
   flip_prob: float = 0.5
   jitter_prob: float = 0.8
   jitter_strength: float = 1.0
+  # Per-operation magnitudes (brightness, contrast, saturation, hue) as torchvision's ColorJitter(0.4, 0.4, 0.2,
+  # 0.1) of BYOL / MoCo v2 / DINO; None: SimCLR's (0.8 s, 0.8 s, 0.8 s, 0.2 s) from `jitter_strength` s.
+  jitter: tuple[float, float, float, float] | None = None
   grayscale_prob: float = 0.2
   blur_prob: float = 0.0
   blur_sigma: tuple[float, float] = (0.1, 2.0)
@@ -89,18 +93,27 @@ def hsv_to_rgb(hsv):
   return value[..., None] - (value * saturation)[..., None] * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
-def color_jitter(image, key, strength: float):
-  """SimCLR colour distortion: brightness, contrast, saturation (0.8 s) and hue (0.2 s) in a random order.
+def jitter_magnitudes(strength: float) -> tuple[float, float, float, float]:
+  """SimCLR's colour-distortion strength s as (brightness, contrast, saturation, hue) magnitudes."""
+  return (0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)
 
-  Brightness and contrast scale by a factor drawn from [1 - 0.8 s, 1 + 0.8 s] (contrast around the image
-  mean, as tf.image.adjust_contrast); saturation blends with the grayscale image; hue shifts by U(-0.2 s, 0.2 s)
-  of a turn. The image is clipped to [0, 1] after each step, as in the reference. Saturation and hue are
-  skipped for single-channel images.
+
+def color_jitter(image, key, strength: float = 1.0, magnitudes: tuple[float, float, float, float] | None = None):
+  """Colour distortion: brightness, contrast, saturation and hue in a random order.
+
+  With magnitudes (b, c, s, h) (default: `jitter_magnitudes(strength)`, SimCLR's), brightness, contrast and
+  saturation scale by factors drawn from [1 - m, 1 + m] (contrast around the image mean, as
+  tf.image.adjust_contrast; saturation blends with the grayscale image) and hue shifts by U(-h, h) of a turn.
+  The image is clipped to [0, 1] after each step, as in the reference. Saturation and hue are skipped for
+  single-channel images.
   """
   order_key, *factor_keys = jax.random.split(key, 5)
-  delta = 0.8 * strength
-  factors = [jax.random.uniform(k, minval=1.0 - delta, maxval=1.0 + delta) for k in factor_keys[:3]]
-  hue_shift = jax.random.uniform(factor_keys[3], minval=-0.2 * strength, maxval=0.2 * strength)
+  brightness_m, contrast_m, saturation_m, hue_m = magnitudes or jitter_magnitudes(strength)
+  factors = [
+    jax.random.uniform(k, minval=1.0 - m, maxval=1.0 + m)
+    for k, m in zip(factor_keys[:3], (brightness_m, contrast_m, saturation_m), strict=True)
+  ]
+  hue_shift = jax.random.uniform(factor_keys[3], minval=-hue_m, maxval=hue_m)
 
   def brightness(x):
     return x * factors[0]
@@ -155,7 +168,8 @@ def augment_image(image, key, config: AugmentConfig):
   keys = jax.random.split(key, 10)
   image = random_resized_crop(image, keys[0], config.size, config.crop_scale, config.crop_ratio)
   image = _maybe(keys[1], config.flip_prob, lambda x: x[:, ::-1], image)
-  image = _maybe(keys[2], config.jitter_prob, lambda x: color_jitter(x, keys[3], config.jitter_strength), image)
+  jitter = functools.partial(color_jitter, key=keys[3], strength=config.jitter_strength, magnitudes=config.jitter)
+  image = _maybe(keys[2], config.jitter_prob, jitter, image)
   image = _maybe(keys[4], config.grayscale_prob, _grayscale, image)
   image = _maybe(keys[5], config.blur_prob, lambda x: gaussian_blur(x, keys[6], config.blur_sigma), image)
   image = _maybe(keys[7], config.solarize_prob, solarize, image)
@@ -166,3 +180,48 @@ def augment_batch(images, key, config: AugmentConfig):
   """Independent random views of a batch: images [N, H, W, C] in [0, 1] -> [N, size, size, C]."""
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(augment_image, in_axes=(0, 0, None))(images, keys, config)
+
+
+def single_view(batch, key, config: AugmentConfig):
+  """A method's inputs when it sees one view per image: `augment_batch` of batch["image"]."""
+  return augment_batch(batch["image"], key, config)
+
+
+def global_views(batch, key, views: list[AugmentConfig]):
+  """[N, H, W, C] -> [2N, size, size, C]: the views of every image (each with its own augmentation), view-major."""
+  return multi_view(batch["image"], key, views, None, 0)["global"]
+
+
+def view_configs(config) -> tuple[list[AugmentConfig], AugmentConfig | None, int]:
+  """The augmentation of every view a config asks for: ([view 1, view 2], local-crop config or None, number of
+  local crops).
+
+  `config.augment` is the pipeline every view starts from; `config.views.view1` / `view2` override keys of it for
+  one view (BYOL's asymmetric blur 1.0 / 0.1 and solarisation 0 / 0.2); `config.multicrop` adds `num_local`
+  crops of `local_size` px with its own overrides (DINO / SwAV: e.g. crop_scale (0.05, 0.4)).
+  """
+  size = config.dataset.image_size
+  base = dict(config.augment)
+  views = config.get("views") or {}
+  global_views = [AugmentConfig(size=size, **{**base, **dict(views.get(name) or {})}) for name in ("view1", "view2")]
+  multicrop = dict(config.get("multicrop") or {})
+  num_local = multicrop.pop("num_local", 0)
+  if not num_local:
+    return global_views, None, 0
+  local_size = multicrop.pop("local_size")
+  return global_views, AugmentConfig(size=local_size, **{**base, **multicrop}), num_local
+
+
+def multi_view(images, key, global_views: list[AugmentConfig], local_view: AugmentConfig | None, num_local: int):
+  """Crop-major views of a batch: {"global": [G*N, size, size, C] (all first views, then all second views, ...),
+  "local": [V*N, local_size, local_size, C] (present when `num_local` > 0)}. Every view of every image has its own
+  key; the global views split `key` as SimCLR's two views always have."""
+  global_key, local_key = jax.random.split(key)
+  view_keys = jax.random.split(key if local_view is None else global_key, len(global_views))
+  views = {
+    "global": jnp.concatenate([augment_batch(images, k, c) for k, c in zip(view_keys, global_views, strict=True)])
+  }
+  if local_view is not None:
+    local_keys = jax.random.split(local_key, num_local)
+    views["local"] = jnp.concatenate([augment_batch(images, k, local_view) for k in local_keys])
+  return views

@@ -44,7 +44,10 @@ AUGMENT = {
   "blur_prob": NUMBER,
   "blur_sigma": tuple,
   "solarize_prob": NUMBER,
+  "jitter": Optional((tuple, types.NoneType)),  # (brightness, contrast, saturation, hue) magnitudes.
 }
+AUGMENT_OVERRIDES = {key: Optional(kind.kind if isinstance(kind, Optional) else kind) for key, kind in AUGMENT.items()}
+PROBABILITIES = ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
 _SCHEDULE = {"name": str, "base_lr": NUMBER, "lr_scaling": str, "weight_decay": NUMBER, "warmup_steps": int}
 _DECAY = {"no_decay": Optional(tuple), "layer_decay": Optional(NUMBER)}
 OPTIMIZER = ByName(
@@ -135,6 +138,9 @@ SCHEMA = {
   ),
   "supervised": Optional({"label_smoothing": NUMBER}),
   "augment": AUGMENT,
+  # Per-view overrides of `augment` (BYOL's asymmetric views) and multi-crop (DINO): see augment.view_configs.
+  "views": Optional({"view1": Optional(AUGMENT_OVERRIDES), "view2": Optional(AUGMENT_OVERRIDES)}),
+  "multicrop": Optional({"num_local": int, "local_size": int, **AUGMENT_OVERRIDES}),
   "batch_size": int,
   "epochs": NUMBER,
   "total_steps": Optional(int),
@@ -201,14 +207,41 @@ def _probability(value, key: str):
     raise ConfigError(f"{key}: {value} is not a probability in [0, 1]")
 
 
+def method_schemas() -> dict:
+  """{method: the schema of its config section}, from the `SCHEMA` each method module may define."""
+  import importlib
+
+  from ssljax import methods
+
+  schemas = {}
+  for name in methods.registry():
+    schema = getattr(importlib.import_module(f"ssljax.methods.{name}"), "SCHEMA", None)
+    if schema is not None:
+      schemas[name] = schema
+  return schemas
+
+
+def _check_augment(section, key: str):
+  for name in PROBABILITIES:
+    if name in section:
+      _probability(section[name], f"{key}.{name}")
+  jitter = section.get("jitter")
+  if jitter is not None and (len(jitter) != 4 or any(not isinstance(m, NUMBER) or m < 0 for m in jitter)):
+    raise ConfigError(
+      f"{key}.jitter: {jitter!r} must be 4 non-negative magnitudes (brightness, contrast, saturation, hue)"
+    )
+
+
 def validate(config):
   """Raises ConfigError (one line naming the key) for unknown keys, wrong types and impossible combinations."""
   from ssljax import evaluators, methods, sharding
 
-  _check_section(config, SCHEMA, "config")
+  method_sections = method_schemas()
+  _check_section(config, {**SCHEMA, **{name: Optional(schema) for name, schema in method_sections.items()}}, "config")
   require_choice(config.method, methods.registry(), "config.method")
   require_choice(config.dtype, ("float32", "bfloat16"), "config.dtype")
-  if config.method in ("simclr", "mae") and config.method not in config:
+  needs_section = ("simclr", "mae", *method_sections)
+  if config.method in needs_section and config.method not in config:
     raise ConfigError(f"config.{config.method}: missing (method {config.method!r} needs its section)")
   for key in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "seed"):
     _positive(config, key, minimum=0 if key == "seed" else 1)
@@ -219,8 +252,13 @@ def validate(config):
   ways = sharding.batch_devices(sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH)))
   sharding.check_batch_size(config.batch_size, ways=ways)
   sharding.check_batch_size(config.eval_batch_size, "config.eval_batch_size", ways=ways)
-  for name in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
-    _probability(config.augment[name], f"config.augment.{name}")
+  _check_augment(config.augment, "config.augment")
+  for name, view in (config.get("views") or {}).items():
+    _check_augment(view or {}, f"config.views.{name}")
+  if config.get("multicrop"):
+    _check_augment(config.multicrop, "config.multicrop")
+    _positive(config, "multicrop.local_size")
+    _positive(config, "multicrop.num_local", minimum=0)
   if config.method == "mae" and not 0 < config.mae.mask_ratio < 1:
     raise ConfigError(f"config.mae.mask_ratio: {config.mae.mask_ratio} is not in (0, 1)")
   for baseline in config.eval_baselines:

@@ -19,7 +19,7 @@ from ssljax import checkpoint, config_checks, data, evaluators, sharding
 from ssljax.config import ConfigError, require_choice
 from ssljax.metric_writer import MetricWriter
 from ssljax.preemption import PreemptionWatch
-from ssljax.train_step import Trainer, build_trainer, run_steps
+from ssljax.train_step import Trainer, build_trainer, eval_variables, run_steps
 
 CONFIG_FILE = "config.json"  # The run's config, as `python -m ssljax.evaluate --workdir` reads it back.
 MAX_NONFINITE_STEPS = 3  # Default of config.max_nonfinite_steps: skipped updates in a row before a rollback.
@@ -194,10 +194,7 @@ def evaluate(
   """Runs `config.evals` on the trained model against the baselines of `config.eval_baselines`; at a training
   `step`, only the evaluators due then (`every_steps`), without baselines."""
   encode = trainer.encode
-
-  def variables_of(state):
-    return {"params": state.params, **state.model_state}
-
+  variables_of = functools.partial(eval_variables, method=trainer.method)
   baselines = {
     "random_init": lambda: functools.partial(encode, variables_of(trainer.make_state(config.seed + 1))),
     "raw_pixels": lambda: jax.jit(lambda images: images.reshape(images.shape[0], -1)),

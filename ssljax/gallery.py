@@ -19,12 +19,14 @@ def gallery(config, num_images: int, seed: int = 0) -> np.ndarray:
   import jax
   import jax.numpy as jnp
 
-  from ssljax import data
-  from ssljax.methods import build_method
+  from ssljax import augment, data
 
   source = data.load_source(config.dataset, config.dataset.train_split)
   images = jnp.asarray(source.get(np.arange(num_images))["image"])
-  views = jax.jit(build_method(config, source.num_classes).make_inputs)(images, jax.random.PRNGKey(seed))
+  global_views, _, _ = augment.view_configs(config)  # The config's two views, asymmetric ones included.
+  views = jax.jit(lambda x, key: augment.multi_view(x, key, global_views, None, 0)["global"])(
+    images, jax.random.PRNGKey(seed)
+  )
   view_a, view_b = np.split(np.asarray(views), 2)
   rows = np.concatenate([np.asarray(images), view_a, view_b], axis=2)
   return (np.concatenate(list(rows), axis=0) * 255).round().astype(np.uint8)

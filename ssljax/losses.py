@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   """Rows of `x` scaled to unit norm in float32 (the norm floored at `eps` like tf.math.l2_normalize)."""
   x = x.astype(jnp.float32)
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
@@ -154,7 +154,7 @@ def nt_xent(
   if z_a.ndim != 2 or z_a.shape != z_b.shape:
     raise ValueError(f"nt_xent: z_a and z_b must both be [N, D], got {z_a.shape} and {z_b.shape}")
   n_local = z_a.shape[0]
-  z_a, z_b = _l2_normalize(z_a), _l2_normalize(z_b)
+  z_a, z_b = l2_normalize(z_a), l2_normalize(z_b)
   candidates = jnp.concatenate([_gather(z_a, axis_name), _gather(z_b, axis_name)])  # Global order: all a, all b.
   n = candidates.shape[0] // 2
   offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * n_local
@@ -191,7 +191,7 @@ def info_nce(
   """
   if query.ndim != 2 or query.shape != key.shape:
     raise ValueError(f"info_nce: query and key must both be [N, D], got {query.shape} and {key.shape}")
-  q, k = _l2_normalize(query), _l2_normalize(key)
+  q, k = l2_normalize(query), l2_normalize(key)
   positive = jnp.sum(q * k, axis=-1) / temperature
   no_self = jnp.full(q.shape[0], -1)
   if negatives is None:
@@ -199,7 +199,7 @@ def info_nce(
   else:
     if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
       raise ValueError(f"info_nce: negatives must be [K, {q.shape[1]}], got {negatives.shape}")
-    negatives = _l2_normalize(negatives)
+    negatives = l2_normalize(negatives)
     if axis_name is not None:  # Same queue on every device; its gradient is summed over them (pcast's transpose).
       negatives = jax.lax.pcast(negatives, axis_name, to="varying")
     negative_lse = contrastive_lse(q, negatives, no_self, temperature, block_size)
@@ -231,3 +231,92 @@ def mae_loss(pred, target, mask, norm_pix: bool = True):
     target = (target - mean) / std
   per_patch = jnp.mean((pred - target) ** 2, axis=-1)
   return jnp.sum(per_patch * mask) / jnp.sum(mask)
+
+
+def embedding_std(z: jax.Array) -> jax.Array:
+  """SimSiam's collapse metric: the standard deviation over the batch of the l2-normalised rows of z [N, D],
+  averaged over the D dimensions. About 1/sqrt(D) for well-spread embeddings, 0 when they collapse to a point."""
+  return jnp.mean(jnp.std(l2_normalize(z), axis=0))
+
+
+def _cosine(prediction: jax.Array, target: jax.Array) -> jax.Array:
+  """Row-wise cosine similarity [N] in float32, the target behind a stop-gradient."""
+  if prediction.ndim != 2 or prediction.shape != target.shape:
+    raise ValueError(f"prediction and target must both be [N, D], got {prediction.shape} and {target.shape}")
+  return jnp.sum(l2_normalize(prediction) * jax.lax.stop_gradient(l2_normalize(target)), axis=-1)
+
+
+def byol_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
+  """BYOL's regression loss (Grill et al. 2020, eq. 2): mean over the batch of
+  ||p / |p| - z / |z| ||^2 = 2 - 2 cos(p, z), one direction; no gradient reaches `target` (the teacher's
+  projection). Equals solo-learn's `byol_loss_func(p, z)` and DeepMind's `regression_loss`, meaned.
+
+  Args: prediction [N, D] (online predictor output), target [N, D]. Returns a float32 scalar."""
+  return jnp.mean(2.0 - 2.0 * _cosine(prediction, target))
+
+
+def simsiam_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
+  """SimSiam's D(p, z) = -cos(p, stopgrad(z)), mean over the batch (Chen & He 2021, Algorithm 1); the symmetric
+  loss is (D(p1, z2) + D(p2, z1)) / 2. Args: prediction, target [N, D]. Returns a float32 scalar."""
+  return -jnp.mean(_cosine(prediction, target))
+
+
+def moco_v3_loss(query: jax.Array, key: jax.Array, temperature: float, *, axis_name=None) -> jax.Array:
+  """MoCo v3's contrastive loss (Chen, Xie & He 2021, Algorithm 1): InfoNCE of each query against the keys of the
+  global batch (its own key the positive), times 2 tau as in facebookresearch/moco-v3's `contrastive_loss`
+  (`CrossEntropyLoss()(logits, labels) * (2 * T)`): the factor makes the gradient's scale independent of tau.
+  The symmetric loss sums it over (q1, k2) and (q2, k1). No gradient reaches `key`.
+
+  Args: query, key [N, D]; temperature tau. Returns a float32 scalar."""
+  key = jax.lax.stop_gradient(key)
+  return 2.0 * temperature * info_nce(query, key, temperature=temperature, axis_name=axis_name)
+
+
+def dino_loss(
+  student_logits: jax.Array,
+  teacher_logits: jax.Array,
+  center: jax.Array,
+  student_temperature: float,
+  teacher_temperature: float | jax.Array,
+  num_global_crops: int = 2,
+) -> jax.Array:
+  """DINO's cross-entropy between sharpened, centred teacher and student distributions (Caron et al. 2021,
+  facebookresearch/dino `DINOLoss.forward`).
+
+  Every student crop v is compared with every teacher crop i except its own view (v != i); each pair's
+  cross-entropy -sum_k P_t,i(k) log P_s,v(k) is averaged over the batch, then over the pairs.
+
+  Args:
+    student_logits: [C * N, K], crop-major (all images' first crop, then all images' second crop, ...); the first
+      `num_global_crops` crops are the global ones the teacher also sees.
+    teacher_logits: [num_global_crops * N, K], crop-major; behind a stop-gradient.
+    center: [1, K] or [K], subtracted from the teacher logits before the softmax (`update_center`).
+    student_temperature, teacher_temperature: softmax temperatures (the teacher's sharpens: 0.04 - 0.07).
+
+  Returns:
+    Scalar float32.
+  """
+  num_images = teacher_logits.shape[0] // num_global_crops
+  if teacher_logits.shape[0] != num_global_crops * num_images or student_logits.shape[0] % num_images:
+    raise ValueError(f"dino_loss: {student_logits.shape} / {teacher_logits.shape} are not crop-major [C * N, K]")
+  num_crops = student_logits.shape[0] // num_images
+  student = jax.nn.log_softmax(student_logits.astype(jnp.float32) / student_temperature, axis=-1)
+  teacher = jax.lax.stop_gradient(teacher_softmax(teacher_logits, center, teacher_temperature))
+  student = student.reshape(num_crops, num_images, -1)
+  teacher = teacher.reshape(num_global_crops, num_images, -1)
+  pair_loss = -jnp.einsum("ink,vnk->iv", teacher, student) / num_images  # [teacher crop, student crop]
+  own_view = jnp.arange(num_global_crops)[:, None] == jnp.arange(num_crops)[None, :]
+  return jnp.sum(jnp.where(own_view, 0.0, pair_loss)) / (num_global_crops * num_crops - num_global_crops)
+
+
+def teacher_softmax(teacher_logits, center, teacher_temperature):
+  """DINO's teacher distribution softmax((logits - center) / tau_t), float32."""
+  return jax.nn.softmax((teacher_logits.astype(jnp.float32) - center) / teacher_temperature, axis=-1)
+
+
+def update_center(center: jax.Array, teacher_logits: jax.Array, momentum: float) -> jax.Array:
+  """DINO's centre: center * m + (1 - m) * the mean of the teacher logits over the global batch (all global
+  crops of all images; under jit with a batch-sharded input the mean spans every device, as the reference's
+  all_reduce). Returns the new centre, shaped like `center`."""
+  batch_center = jnp.mean(teacher_logits.astype(jnp.float32), axis=0).reshape(center.shape)
+  return center * momentum + batch_center * (1.0 - momentum)

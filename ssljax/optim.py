@@ -61,34 +61,61 @@ def layerwise_lr_scales(params, layer_decay: float):
   return jax.tree.map(lambda x: layer_decay ** (last - (last if x is None else x)), layers, is_leaf=lambda x: x is None)
 
 
-def make_optimizer(config, batch_size: int, total_steps: int):
-  """Returns (optax transformation, learning-rate schedule) for `config.optimizer`."""
-  opt = config.optimizer
-  peak = scaled_learning_rate(opt.base_lr, batch_size, opt.lr_scaling)
+def make_optimizer(config, batch_size: int, total_steps: int, groups: dict | None = None):
+  """Returns (optax transformation, learning-rate schedule) for `config.optimizer`.
+
+  `groups` ({name: overrides of config.optimizer}, from the method) gives the parameters whose path contains
+  `name` their own optimizer (optax.multi_transform), e.g. {"predictor": {"schedule": "constant"}}: SimSiam's
+  predictor keeps the peak learning rate while the rest follows warmup + cosine."""
+  tx, schedule = _single_optimizer(dict(config.optimizer), batch_size, total_steps)
+  if not groups:
+    return tx, schedule
+  transforms = {"default": tx}
+  for name, overrides in groups.items():
+    transforms[name] = _single_optimizer({**dict(config.optimizer), **overrides}, batch_size, total_steps)[0]
+
+  def labels(params):
+    def label(path, _):
+      names = set(_path_names(path))
+      return next((name for name in groups if name in names), "default")
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+  return optax.multi_transform(transforms, labels), schedule
+
+
+def _single_optimizer(opt: dict, batch_size: int, total_steps: int):
+  """One optax transformation and its learning-rate schedule for the optimizer settings `opt`."""
+  peak = scaled_learning_rate(opt["base_lr"], batch_size, opt["lr_scaling"])
   mask = functools.partial(decay_mask, no_decay=tuple(opt.get("no_decay", ())))
-  warmup = min(opt.warmup_steps, total_steps)
-  schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=0.0)
-  if opt.name == "lars":
+  warmup = min(opt["warmup_steps"], total_steps)
+  if opt.get("schedule", "cosine") == "constant":
+    schedule = optax.constant_schedule(peak)
+  else:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=0.0)
+  if opt["name"] == "lars":
     tx = optax.lars(
       schedule,
-      weight_decay=opt.weight_decay,
+      weight_decay=opt["weight_decay"],
       weight_decay_mask=mask,
       trust_coefficient=opt.get("trust_coefficient", 0.001),
       trust_ratio_mask=mask,
       momentum=opt.get("momentum", 0.9),
     )
-  elif opt.name == "sgd":  # SimCLR's fine-tuning optimizer: (Nesterov) momentum, decay only if asked for.
+  elif opt["name"] == "sgd":  # SimCLR's fine-tuning optimizer: (Nesterov) momentum, decay only if asked for.
     tx = optax.chain(
-      optax.add_decayed_weights(opt.weight_decay, mask=mask),
+      optax.add_decayed_weights(opt["weight_decay"], mask=mask),
       optax.sgd(schedule, momentum=opt.get("momentum", 0.9), nesterov=opt.get("nesterov", True)),
     )
-  elif opt.name == "adamw":
-    tx = optax.adamw(schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), weight_decay=opt.weight_decay, mask=mask)
+  elif opt["name"] == "adamw":
+    tx = optax.adamw(
+      schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), weight_decay=opt["weight_decay"], mask=mask
+    )
   else:
-    raise ConfigError(f"config.optimizer.name: unknown optimizer {opt.name!r} (lars, sgd, adamw)")
+    raise ConfigError(f"config.optimizer.name: unknown optimizer {opt['name']!r} (lars, sgd, adamw)")
   if opt.get("layer_decay", 1.0) != 1.0:
     # Scaling the whole update equals scaling the group's learning rate: AdamW's decay term is inside lr too.
-    layer_decay = opt.layer_decay
+    layer_decay = opt["layer_decay"]
     tx = optax.chain(
       tx,
       optax.stateless(

@@ -7,8 +7,8 @@ global batch, BatchNorm averages over all devices, FSDP parameters are all-gathe
 - Batches are split over every axis but "model" (FSDP is data parallelism too).
 - Parameters: tensor parallelism by logical axis names (`TENSOR_PARALLEL_RULES`: a ViT's attention heads and
   MLP hidden units over "model"), then FSDP: the largest dimension left that "fsdp" divides is sharded over it.
-  Parameters without names (ResNet) get FSDP only. Optimizer state follows its parameters; the rest (step, rng,
-  BatchNorm statistics) is replicated.
+  Parameters without names (ResNet) get FSDP only. Optimizer state and an EMA teacher's parameters follow their
+  parameters; the rest (step, rng, BatchNorm statistics, queues, centres) is replicated.
 """
 
 import math
@@ -92,14 +92,17 @@ def state_sharding(state_shapes, logical_params, tx: optax.GradientTransformatio
   params = jax.tree.map(spec, state_shapes.params, logical_params)
   opt_state = optax.tree_map_params(
     tx,
-    lambda _, sharding: sharding,
+    # Optimizer groups (optax.multi_transform) hold MaskedNode placeholders for the other groups' parameters.
+    lambda leaf, sharding: leaf if isinstance(leaf, optax.MaskedNode) else sharding,
     state_shapes.opt_state,
     params,
     transform_non_params=lambda _: replicated(mesh),
-    is_leaf=lambda x: isinstance(x, NamedSharding),
+    is_leaf=lambda x: isinstance(x, NamedSharding | optax.MaskedNode),
   )
   everything_replicated = jax.tree.map(lambda _: replicated(mesh), state_shapes)
-  return everything_replicated.replace(params=params, opt_state=opt_state)
+  # An EMA teacher's parameters are laid out as the parameters they follow (FSDP / tensor parallel alike).
+  target = {**everything_replicated.target, **({"params": params} if "params" in state_shapes.target else {})}
+  return everything_replicated.replace(params=params, opt_state=opt_state, target=target)
 
 
 def logical_names(boxed_params):

@@ -74,3 +74,53 @@ def test_batch_pipeline_jits_is_deterministic_per_key_and_independent_per_exampl
   # The same image gets a different view in every row: each example has its own key.
   assert len({np.asarray(row).tobytes() for row in a}) == 6
   assert not np.array_equal(a, run(images, jax.random.key(2), config))
+
+
+def test_per_operation_jitter_magnitudes():
+  """(b, c, s, h) = 0 is the identity; brightness alone only rescales; SimCLR's strength s equals magnitudes
+  (0.8 s, 0.8 s, 0.8 s, 0.2 s) draw for draw."""
+  image = IMAGES[0]
+  np.testing.assert_allclose(augment.color_jitter(image, jax.random.key(0), magnitudes=(0, 0, 0, 0)), image, atol=1e-6)
+  out = augment.color_jitter(image * 0.5, jax.random.key(1), magnitudes=(0.4, 0.0, 0.0, 0.0))
+  ratio = np.asarray(out) / np.asarray(image * 0.5)
+  np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-5)
+  assert 0.6 <= ratio.flat[0] <= 1.4 and ratio.flat[0] != 1.0
+  for key in range(3):
+    np.testing.assert_array_equal(
+      augment.color_jitter(image, jax.random.key(key), 0.5),
+      augment.color_jitter(image, jax.random.key(key), magnitudes=(0.4, 0.4, 0.4, 0.1)),
+    )
+
+
+def _views_config(**extra):
+  from ml_collections import ConfigDict
+
+  base = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, jitter_strength=0.0)
+  base.update(grayscale_prob=0.0, blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0)
+  return ConfigDict(dict(dataset=dict(image_size=16), augment=base, **extra))
+
+
+def test_views_are_crop_major_with_their_own_augmentations():
+  """BYOL's asymmetric views: only the second view is solarised; DINO's local crops have their own size; rows
+  are crop-major (all images' view 1, then all images' view 2, then each local crop)."""
+  config = _views_config(
+    views=dict(view1=dict(solarize_prob=0.0), view2=dict(solarize_prob=1.0)),
+    multicrop=dict(num_local=3, local_size=8),
+  )
+  global_views, local_view, num_local = augment.view_configs(config)
+  assert (global_views[1].solarize_prob, local_view.size, num_local) == (1.0, 8, 3)
+  views = jax.jit(lambda x, k: augment.multi_view(x, k, global_views, local_view, num_local))(IMAGES, jax.random.key(0))
+  n = IMAGES.shape[0]
+  assert views["global"].shape == (2 * n, 16, 16, 3) and views["local"].shape == (3 * n, 8, 8, 3)
+  np.testing.assert_allclose(views["global"][:n], IMAGES, atol=1e-5)  # Full crop, nothing else: the images.
+  np.testing.assert_allclose(views["global"][n:], augment.solarize(IMAGES), atol=1e-5)
+  half = IMAGES.reshape(n, 8, 2, 8, 2, 3).mean(axis=(2, 4))
+  for crop in range(3):
+    np.testing.assert_allclose(views["local"][crop * n : (crop + 1) * n], half, atol=1e-5)
+  # Without per-view settings both views share `augment`, and SimCLR's two views are unchanged by this API.
+  plain, _, _ = augment.view_configs(_views_config())
+  assert plain[0] == plain[1]
+  key = jax.random.key(3)
+  a, b = jax.random.split(key)
+  expected = jnp.concatenate([augment.augment_batch(IMAGES, a, plain[0]), augment.augment_batch(IMAGES, b, plain[1])])
+  np.testing.assert_array_equal(augment.global_views({"image": IMAGES}, key, plain), expected)

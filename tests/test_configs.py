@@ -1,18 +1,28 @@
 """Every config loads, its trainer builds (abstractly, no compile), and the paper settings are what they say."""
 
+import importlib
+import pathlib
+
 import jax
 import pytest
 
-from configs import mae_cifar10, mae_digits, mae_vit_base_imagenet, simclr_cifar10, simclr_digits, simclr_imagenet
-from ssljax import optim, train_step
+from configs import mae_vit_base_imagenet, simclr_imagenet
+from ssljax import config_checks, optim, train_step
+
+CONFIGS = sorted(
+  p.stem for p in (pathlib.Path(__file__).parent.parent / "configs").glob("*.py") if not p.stem.startswith("_")
+)
+VARIANTS = {"moco_v3_imagenet": ("", "vit_small"), "dino_imagenet": ("", "resnet50")}
 
 
 @pytest.mark.parametrize(
-  "module", [simclr_digits, simclr_cifar10, simclr_imagenet, mae_digits, mae_cifar10, mae_vit_base_imagenet]
+  ("name", "variant"), [(name, variant) for name in CONFIGS for variant in VARIANTS.get(name, ("",))]
 )
-@pytest.mark.parametrize("arg", ["", "runlocal"])
-def test_config_builds_a_trainer(module, arg, mesh8):
-  config = module.get_config(arg)
+@pytest.mark.parametrize("runlocal", [False, True])
+def test_config_builds_a_trainer(name, variant, runlocal, mesh8):
+  arg = ",".join(a for a in (variant, "runlocal" if runlocal else "") if a)
+  config = importlib.import_module(f"configs.{name}").get_config(arg)
+  config_checks.validate(config)
   trainer = train_step.build_trainer(config, mesh8, num_examples=50_000, num_classes=10)
   shapes = jax.eval_shape(trainer.make_state, 0)
   assert int(jax.tree.leaves(shapes.params)[0].size) > 0 and trainer.num_steps > 0
@@ -32,3 +42,36 @@ def test_mae_imagenet_config_matches_the_paper():
   assert (opt.name, opt.b1, opt.b2, opt.weight_decay) == ("adamw", 0.9, 0.95, 0.05)
   assert optim.scaled_learning_rate(opt.base_lr, config.batch_size, opt.lr_scaling) == 1.5e-4 * 16
   assert (config.batch_size, config.epochs, opt.warmup_steps) == (4096, 800, 12511)  # 40 epochs.
+
+
+def test_new_methods_imagenet_configs_match_their_papers():
+  from configs import byol_imagenet, dino_imagenet, moco_v2_imagenet, moco_v3_imagenet, simsiam_imagenet
+
+  byol = byol_imagenet.get_config()
+  assert (byol.batch_size, byol.byol.momentum, byol.byol.hidden_dim, byol.byol.proj_dim) == (4096, 0.996, 4096, 256)
+  assert (byol.views.view1.blur_prob, byol.views.view2.blur_prob, byol.views.view2.solarize_prob) == (1.0, 0.1, 0.2)
+  assert byol.augment.jitter == (0.4, 0.4, 0.2, 0.1)
+  moco = moco_v2_imagenet.get_config()
+  assert (moco.moco_v2.queue_size, moco.moco_v2.momentum, moco.moco_v2.temperature, moco.epochs) == (
+    65536,
+    0.999,
+    0.2,
+    200,
+  )
+  assert optim.scaled_learning_rate(moco.optimizer.base_lr, moco.batch_size, "linear") == 0.03
+  vit = moco_v3_imagenet.get_config("vit_small")
+  assert (vit.model.variant, vit.moco_v3.temperature, vit.moco_v3.freeze_patch_embed, vit.moco_v3.proj_layers) == (
+    "S",
+    0.2,
+    True,
+    3,
+  )
+  simsiam = simsiam_imagenet.get_config()
+  assert (simsiam.batch_size, simsiam.optimizer.weight_decay, simsiam.simsiam.fix_predictor_lr) == (512, 1e-4, True)
+  dino = dino_imagenet.get_config()
+  assert (dino.dino.out_dim, dino.dino.warmup_teacher_temperature, dino.dino.teacher_temperature) == (65536, 0.04, 0.07)
+  assert (dino.multicrop.num_local, dino.multicrop.local_size, dino.dino.warmup_teacher_temperature_epochs) == (
+    10,
+    96,
+    30,
+  )

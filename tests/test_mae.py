@@ -16,7 +16,7 @@ from jax.sharding import PartitionSpec as P
 from configs import mae_digits
 from ssljax import losses, optim
 from ssljax.config import ConfigError
-from ssljax.methods import build_method
+from ssljax.methods import BuildInfo, build_method
 from ssljax.models import ViT, patchify, random_masking, sincos_pos_embed_2d, unpatchify
 from ssljax.models.vit import Attention
 from ssljax.train_step import init_state
@@ -187,7 +187,7 @@ def test_encoder_on_visible_patches_costs_at_most_0_3x():
 
 def _mae_setup():
   config = mae_digits.get_config("runlocal")
-  method = build_method(config, 10)
+  method = build_method(config, BuildInfo(10))
   images = jax.random.uniform(jax.random.key(0), (32, 16, 16, 1))
   import optax
 
@@ -200,7 +200,7 @@ def test_mae_loss_and_gradients_on_8_devices_equal_1_device(mesh8):
 
   def loss_fn(params, images):
     outputs = method.model.apply({"params": params}, images, rngs={"masking": jax.random.key(3)})
-    return method.loss(outputs, {})[0]
+    return method.loss(outputs, {}, 0)[0]
 
   value_and_grad = jax.value_and_grad(loss_fn)
   one = jax.jit(value_and_grad)(params, images)
@@ -250,11 +250,11 @@ def test_bad_mae_config_is_a_config_error():
   config = mae_digits.get_config("runlocal")
   config.mae.mask_ratio = 1.0
   with pytest.raises(ConfigError, match=r"config.mae.mask_ratio: 1.0 is not in \(0, 1\)"):
-    build_method(config, 10)
+    build_method(config, BuildInfo(10))
   config = mae_digits.get_config("runlocal")
   config.dataset.image_size = 18
   with pytest.raises(ConfigError, match="18 px is not divisible by config.model.patch_size 4"):
-    build_method(config, 10)
+    build_method(config, BuildInfo(10))
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,28 @@
-"""Self-supervised methods. A method is one small module with `build(config) -> Method`; all of them are
-trained by the one step in `ssljax.train_step`."""
+"""Self-supervised methods. A method is one small module with `build(config, info) -> Method`; all of them are
+trained by the one step in `ssljax.train_step`, which also gives them an EMA teacher, running buffers, per-step
+schedules, frozen parameters and optimizer groups when they ask for them."""
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
-from ssljax.config import require_choice
+from ssljax.config import ConfigError, require_choice
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildInfo:
+  """What a method may need to know about the run it is built for."""
+
+  num_classes: int
+  mesh: Any = None  # The mesh the train step runs on, so a loss can place its own collectives.
+  num_steps: int = 1  # Total optimizer steps (per-step schedules: BYOL's teacher momentum).
+  steps_per_epoch: int = 1  # Per-epoch schedules (DINO's teacher temperature, its frozen last layer).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,29 +31,72 @@ class Method:
 
   Attributes:
     model: Flax module with a submodule attribute `encoder` (the trunk that evaluation and fine-tuning reuse,
-      so its parameters live under "encoder"); `model(inputs, train=...)` returns a dict with at least
-      "features" (the representation that the online probe reads) and whatever `loss` needs;
+      so its parameters live under "encoder"); `model(inputs, train=..., teacher=...)` returns a dict with at
+      least "features" (the representation the online probe reads) and whatever `loss` needs;
       `model.encode(images)` returns the features of un-augmented images in inference mode. It may draw from the
-      rng streams "dropout" and "masking".
-    make_inputs: (images [N, H, W, C] in [0, 1], rng) -> model inputs, e.g. augmented views; runs inside jit.
-    loss: (model outputs, batch) -> (scalar loss, dict of scalar metrics); the batch carries the labels.
+      rng streams "dropout" and "masking", and keep running buffers (queues, centres) in the "buffers"
+      collection: it reads their old value for its outputs, then writes the new one.
+    make_inputs: (batch {"image" [N, H, W, C] in [0, 1], "label"}, rng) -> model inputs; runs inside jit.
+    loss: (outputs, batch, step) -> (scalar loss, dict of scalar metrics). With a teacher, `outputs["teacher"]`
+      holds the teacher's outputs (no gradient reaches them).
     views_per_image: how many rows of "features" each input image contributes (the probe tiles labels so).
+    teacher_momentum: step -> tau. When set, the train state holds an EMA teacher (its own params and BatchNorm
+      statistics): `model.teach(inputs)` runs it before the online forward, with train-mode BatchNorm, and after
+      the optimizer `teacher = tau * teacher + (1 - tau) * params`.
+    evaluate_teacher: evaluation and fine-tuning read the teacher's variables (DINO), not the online ones.
+    frozen: (params, step) -> a tree of bool scalars, True where the update is zeroed (after the optimizer, so
+      neither weight decay nor momentum moves a frozen parameter).
+    optimizer_groups: {name: overrides of config.optimizer} for the parameters whose path contains `name`,
+      e.g. {"predictor": {"schedule": "constant"}} (SimSiam's fixed predictor learning rate).
   """
 
   model: nn.Module
   make_inputs: Callable
   loss: Callable
   views_per_image: int
+  teacher_momentum: Callable | None = None
+  evaluate_teacher: bool = False
+  frozen: Callable | None = None
+  optimizer_groups: dict = dataclasses.field(default_factory=dict)
+
+
+def cosine_momentum(base: float, final: float, num_steps: int) -> Callable:
+  """BYOL's teacher momentum tau(k) = final - (final - base) (cos(pi k / K) + 1) / 2 over K steps, per step (also
+  MoCo v3's and DINO's `cosine_scheduler` with one value per iteration)."""
+
+  def tau(step):
+    progress = jnp.minimum(step, num_steps) / max(num_steps, 1)
+    return final - (final - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+
+  return tau
+
+
+def freeze_paths(params, names, frozen) -> Any:
+  """A `Method.frozen` tree: `frozen` (a bool scalar) on every parameter whose path contains one of `names`."""
+
+  def leaf(path, _):
+    keys = {str(getattr(k, "key", k)) for k in path}
+    return frozen if keys & set(names) else jnp.array(False)
+
+  return jax.tree_util.tree_map_with_path(leaf, params)
+
+
+def check_divisible(value: int, by: int, key: str, what: str):
+  if value % by:
+    raise ConfigError(f"{key}: {value} is not a multiple of {what} {by}")
 
 
 def registry() -> dict:
-  """{name: build(config, num_classes, mesh) -> Method}."""
-  from ssljax.methods import mae, simclr, supervised
+  """{name: build(config, info) -> Method}: every module of this package with a `build` function, by its name."""
+  builders = {}
+  for module_info in pkgutil.iter_modules(__path__):
+    module = importlib.import_module(f"{__name__}.{module_info.name}")
+    if hasattr(module, "build"):
+      builders[module_info.name] = module.build
+  return builders
 
-  return {"simclr": simclr.build, "mae": mae.build, "supervised": supervised.build}
 
-
-def build_method(config, num_classes: int, mesh=None) -> Method:
-  """The method of `config`; `mesh` (the one the train step runs on) lets a loss place its own collectives."""
+def build_method(config, info: BuildInfo) -> Method:
+  """The method of `config`."""
   builders = registry()
-  return builders[require_choice(config.method, builders, "config.method")](config, num_classes, mesh)
+  return builders[require_choice(config.method, builders, "config.method")](config, info)

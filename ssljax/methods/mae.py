@@ -9,13 +9,13 @@ from ssljax.config import ConfigError
 from ssljax.methods import Method
 
 
-def reconstruction_loss(outputs, batch, norm_pix: bool):
-  del batch  # The target is the model's own (augmented) input, patchified.
+def reconstruction_loss(outputs, batch, step, norm_pix: bool):
+  del batch, step  # The target is the model's own (augmented) input, patchified.
   return losses.mae_loss(outputs["pred"], outputs["target"], outputs["mask"], norm_pix), {}
 
 
-def build(config, num_classes: int, mesh=None) -> Method:
-  del num_classes  # Labels are only for the online probe and evaluation.
+def build(config, info) -> Method:
+  del info  # Nothing run-dependent.
   mae = config.mae
   if not 0.0 < mae.mask_ratio < 1.0:
     raise ConfigError(f"config.mae.mask_ratio: {mae.mask_ratio} is not in (0, 1)")
@@ -33,7 +33,7 @@ def build(config, num_classes: int, mesh=None) -> Method:
   )
   return Method(
     model=models.MaskedAutoencoder(encoder, decoder, mae.mask_ratio),
-    make_inputs=functools.partial(augment.augment_batch, config=augment.AugmentConfig(size=size, **config.augment)),
+    make_inputs=functools.partial(augment.single_view, config=augment.AugmentConfig(size=size, **config.augment)),
     loss=functools.partial(reconstruction_loss, norm_pix=mae.norm_pix),
     views_per_image=1,
   )

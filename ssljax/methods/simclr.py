@@ -24,30 +24,22 @@ class SimCLRModel(nn.Module):
     return self.encoder(images, train=False)
 
 
-def two_views(images, rng, augment_config: augment.AugmentConfig):
-  """[N, H, W, C] -> [2N, size, size, C]: two independent augmentations of every image, stacked."""
-  rng_a, rng_b = jax.random.split(rng)
-  return jnp.concatenate(
-    [augment.augment_batch(images, rng_a, augment_config), augment.augment_batch(images, rng_b, augment_config)]
-  )
-
-
-def contrastive_loss(outputs, batch, temperature: float, block_size: int | None = None, mesh=None):
+def contrastive_loss(outputs, batch, step, temperature: float, block_size: int | None = None, mesh=None):
   """NT-Xent over the global batch. With `block_size` it runs blockwise inside `jax.shard_map` over the mesh's
   batch axes: each device keeps its anchors and gathers the [2N, D] embeddings, so no device ever holds the
   (2N)^2 similarities (without it, jit's partitioner gathers `z` and builds them)."""
-  del batch  # Unsupervised.
+  del batch, step  # Unsupervised, no schedule.
+  metrics = {"embedding_std": losses.embedding_std(outputs["projections"])}
   z_a, z_b = jnp.split(outputs["projections"], 2)
   if block_size is None or mesh is None:
-    return losses.nt_xent(z_a, z_b, temperature, block_size=block_size), {}
+    return losses.nt_xent(z_a, z_b, temperature, block_size=block_size), metrics
   axes = sharding.batch_axes(mesh)
   loss = functools.partial(losses.nt_xent, temperature=temperature, block_size=block_size, axis_name=axes)
   sharded = jax.shard_map(loss, mesh=mesh, in_specs=(P(axes), P(axes)), out_specs=P())
-  return sharded(z_a, z_b), {}
+  return sharded(z_a, z_b), metrics
 
 
-def build(config, num_classes: int, mesh=None) -> Method:
-  del num_classes  # Labels are only for the online probe and evaluation.
+def build(config, info) -> Method:
   dtype = jnp.dtype(config.dtype)
   encoder = models.build_encoder(config.model, config.dataset.image_size, dtype)
   projector = models.ProjectionHead(
@@ -56,12 +48,15 @@ def build(config, num_classes: int, mesh=None) -> Method:
     hidden_dim=config.simclr.get("proj_hidden_dim"),
     dtype=dtype,
   )
-  augment_config = augment.AugmentConfig(size=config.dataset.image_size, **config.augment)
+  views, _, _ = augment.view_configs(config)
   return Method(
     model=SimCLRModel(encoder, projector),
-    make_inputs=functools.partial(two_views, augment_config=augment_config),
+    make_inputs=functools.partial(augment.global_views, views=views),
     loss=functools.partial(
-      contrastive_loss, temperature=config.simclr.temperature, block_size=config.simclr.get("block_size"), mesh=mesh
+      contrastive_loss,
+      temperature=config.simclr.temperature,
+      block_size=config.simclr.get("block_size"),
+      mesh=info.mesh,
     ),
     views_per_image=2,
   )

@@ -27,20 +27,21 @@ class Classifier(nn.Module):
     return self.encoder(images, train=False)
 
 
-def cross_entropy_loss(outputs, batch, label_smoothing: float):
+def cross_entropy_loss(outputs, batch, step, label_smoothing: float):
+  del step
   logits = outputs["logits"].astype(jnp.float32)
   targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits.shape[-1]), label_smoothing)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
   return optax.softmax_cross_entropy(logits, targets).mean(), {"train_accuracy": accuracy}
 
 
-def build(config, num_classes: int, mesh=None) -> Method:
+def build(config, info) -> Method:
   dtype = jnp.dtype(config.dtype)
   encoder = models.build_encoder(config.model, config.dataset.image_size, dtype)
   return Method(
-    model=Classifier(encoder, num_classes),
+    model=Classifier(encoder, info.num_classes),
     make_inputs=functools.partial(
-      augment.augment_batch, config=augment.AugmentConfig(size=config.dataset.image_size, **config.augment)
+      augment.single_view, config=augment.AugmentConfig(size=config.dataset.image_size, **config.augment)
     ),
     loss=functools.partial(cross_entropy_loss, label_smoothing=config.supervised.label_smoothing),
     views_per_image=1,

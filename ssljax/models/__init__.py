@@ -2,18 +2,21 @@
 
 from ssljax.config import ConfigError, require_choice
 from ssljax.models.mae import MAEDecoder, MaskedAutoencoder, random_masking
-from ssljax.models.resnet import RESNET_SPECS, ProjectionHead, ResNet
+from ssljax.models.resnet import RESNET_SPECS, DINOHead, MLPHead, ProjectionHead, ResNet
 from ssljax.models.vit import VIT_SPECS, ViT, patchify, sincos_pos_embed_2d, unpatchify
 
 __all__ = [
   "RESNET_SPECS",
   "VIT_SPECS",
+  "DINOHead",
   "MAEDecoder",
+  "MLPHead",
   "MaskedAutoencoder",
   "ProjectionHead",
   "ResNet",
   "ViT",
   "build_encoder",
+  "teacher_train_mode",
   "patchify",
   "random_masking",
   "sincos_pos_embed_2d",
@@ -54,3 +57,10 @@ def _build_vit(model_config, image_size: int, dtype) -> ViT:
     raise ConfigError(f"config.model.width: {width} must be divisible by 4 and by num_heads {num_heads}")
   pool = require_choice(model_config.get("pool", "cls"), {"cls", "mean"}, "config.model.pool")
   return ViT(patch_size, width, depth, num_heads, pool=pool, drop_path=model_config.get("drop_path", 0.0), dtype=dtype)
+
+
+def teacher_train_mode(encoder) -> bool:
+  """The `train` flag a teacher runs its encoder with: train-mode BatchNorm (its own batch statistics, as the
+  references' key / target encoders) for ResNets; for a ViT, which has no BatchNorm, inference mode (no
+  stochastic depth in the teacher, as DINO's teacher is built with drop_path 0)."""
+  return isinstance(encoder, ResNet)

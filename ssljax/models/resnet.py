@@ -9,6 +9,7 @@ import functools
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 # Stage depths and block type of each supported depth.
@@ -92,27 +93,85 @@ class ResNet(nn.Module):
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
-class ProjectionHead(nn.Module):
+class MLPHead(nn.Module):
+  """The projector / predictor MLPs of the SSL family: `num_layers` Dense layers, each hidden one followed by
+  BatchNorm (optional) and the activation, the last one optionally by a BatchNorm of its own kind.
+
+  Attributes:
+    out_dim: output width.
+    num_layers: Dense layers in all (>= 1).
+    hidden_dim: width of the hidden layers (None: the input width).
+    hidden_norm: BatchNorm after each hidden Dense (SimCLR, BYOL, SimSiam, MoCo v3; not MoCo v2 or DINO).
+    hidden_bias, last_bias: Dense biases (off where a BatchNorm follows, as in the references).
+    last_norm: "none", "affine" (scale and offset), "scale" (SimCLR: no offset) or "plain" (SimSiam's and MoCo
+      v3's BatchNorm(affine=False)).
+  """
+
+  out_dim: int = 128
+  num_layers: int = 2
+  hidden_dim: int | None = None
+  hidden_norm: bool = True
+  hidden_bias: bool = False
+  last_bias: bool = False
+  last_norm: str = "none"
+  activation: Any = nn.relu
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    if self.last_norm not in ("none", "affine", "scale", "plain"):
+      raise ValueError(f"MLPHead.last_norm: unknown {self.last_norm!r} (none, affine, scale, plain)")
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)
+    hidden_dim = self.hidden_dim or x.shape[-1]
+    for _ in range(self.num_layers - 1):
+      x = nn.Dense(hidden_dim, use_bias=self.hidden_bias, dtype=self.dtype)(x)
+      x = self.activation(norm()(x) if self.hidden_norm else x)
+    x = nn.Dense(self.out_dim, use_bias=self.last_bias, dtype=self.dtype)(x)
+    if self.last_norm != "none":
+      x = norm(use_scale=self.last_norm != "plain", use_bias=self.last_norm == "affine")(x)
+    return x.astype(jnp.float32)
+
+
+class ProjectionHead(MLPHead):
   """SimCLR's projection MLP: `num_layers` Dense+BN layers, ReLU between them (v1: 2 layers, v2: 3 layers).
 
   As in the reference, hidden layers keep the input width unless `hidden_dim` is set, dense layers have no
   bias (BN follows), and the last BN has no offset.
   """
 
-  out_dim: int = 128
-  num_layers: int = 2
-  hidden_dim: int | None = None
+  last_norm: str = "scale"
+
+
+class DINOHead(nn.Module):
+  """DINO's projection head (facebookresearch/dino `DINOHead`): a 3-layer GELU MLP (hidden 2048, no BatchNorm) to
+  a `bottleneck_dim` bottleneck, l2-normalised, then a weight-normalised linear layer without bias to `out_dim`
+  logits. With `norm_last_layer` its weight-norm gain is fixed at 1 (each output unit's weight vector is unit
+  length); otherwise the gain `last_layer_gain` is learned."""
+
+  out_dim: int = 65536
+  hidden_dim: int = 2048
+  bottleneck_dim: int = 256
+  num_layers: int = 3
+  norm_last_layer: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    hidden_dim = self.hidden_dim or x.shape[-1]
-    for layer in range(self.num_layers):
-      last = layer == self.num_layers - 1
-      x = nn.Dense(self.out_dim if last else hidden_dim, use_bias=False, dtype=self.dtype)(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_bias=not last, dtype=self.dtype)(
-        x
-      )
-      if not last:
-        x = nn.relu(x)
-    return x.astype(jnp.float32)
+    mlp = MLPHead(
+      self.bottleneck_dim,
+      self.num_layers,
+      self.hidden_dim,
+      hidden_norm=False,
+      hidden_bias=True,
+      last_bias=True,
+      activation=functools.partial(nn.gelu, approximate=False),
+      dtype=self.dtype,
+      name="mlp",
+    )
+    x = mlp(x, train=train)
+    x = x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+    direction = self.param("last_layer", nn.initializers.lecun_normal(), (self.bottleneck_dim, self.out_dim))
+    weight = direction * jax.lax.rsqrt(jnp.sum(direction * direction, axis=0, keepdims=True))
+    if not self.norm_last_layer:
+      weight = weight * self.param("last_layer_gain", nn.initializers.ones, (self.out_dim,))
+    return x @ weight

@@ -1,0 +1,21 @@
+r"""BYOL on scikit-learn's digits: the embedded default's data, encoder, budget (100 epochs, batch 256) and
+evaluators (configs/simclr_digits.py), with BYOL's projector + predictor, EMA target and asymmetric views.
+
+  python -m ssljax.train --config configs/byol_digits.py --workdir /tmp/ssljax/byol_digits
+  python -m ssljax.train --config configs/byol_digits.py:runlocal --workdir /tmp/ssljax/byol_digits_smoke
+
+Deviations for the 561-step budget: target momentum 0.99 -> 1 (the paper's 0.996 averages over ~250 steps, half
+of this run) and SimCLR-digits' LARS lr 0.3 x B/256. Expected: see benchmarks/RESULTS.md (method table).
+"""
+
+from configs import simclr_digits
+
+
+def get_config(arg: str = ""):
+  config = simclr_digits.get_config(arg)
+  del config["simclr"]
+  config.method = "byol"
+  config.byol = dict(proj_dim=64, hidden_dim=256, momentum=0.99, final_momentum=1.0)
+  # BYOL's asymmetric views: blur always / rarely, solarisation only on the second view.
+  config.views = dict(view1=dict(blur_prob=1.0, solarize_prob=0.0), view2=dict(blur_prob=0.1, solarize_prob=0.2))
+  return config

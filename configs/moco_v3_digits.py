@@ -1,0 +1,30 @@
+r"""MoCo v3 on scikit-learn's digits: the embedded default's data, encoder, budget (100 epochs, batch 256) and
+evaluators (configs/simclr_digits.py), with MoCo v3's projector + predictor, momentum encoder and symmetric
+in-batch InfoNCE (x 2 tau).
+
+  python -m ssljax.train --config configs/moco_v3_digits.py --workdir /tmp/ssljax/moco_v3_digits
+  python -m ssljax.train --config configs/moco_v3_digits.py:runlocal --workdir /tmp/ssljax/moco_v3_digits_smoke
+
+Deviations for 561 steps of batch 256: temperature 0.2 (the paper's ResNet-50 default 1.0 is tuned for batch
+4096), SimCLR-digits' LARS lr 0.3 x B/256; momentum 0.99 -> 1 as the paper. BYOL-style asymmetric views.
+Expected: see benchmarks/RESULTS.md.
+"""
+
+from configs import simclr_digits
+
+
+def get_config(arg: str = ""):
+  config = simclr_digits.get_config(arg)
+  del config["simclr"]
+  config.method = "moco_v3"
+  config.moco_v3 = dict(
+    proj_dim=64,
+    hidden_dim=256,
+    proj_layers=2,
+    temperature=0.2,
+    momentum=0.99,
+    final_momentum=1.0,
+    freeze_patch_embed=False,
+  )
+  config.views = dict(view1=dict(blur_prob=1.0, solarize_prob=0.0), view2=dict(blur_prob=0.1, solarize_prob=0.2))
+  return config

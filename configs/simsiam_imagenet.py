@@ -1,0 +1,30 @@
+r"""SimSiam on ImageNet (Chen & He 2021): ResNet-50, batch 512, SGD (lr 0.05 x B/256, momentum 0.9, weight decay
+1e-4), cosine schedule without warmup, 100 epochs; 3-layer projector 2048 ending in BatchNorm(affine=False),
+predictor 2048 -> 512 -> 2048 at a constant learning rate; MoCo v2 augmentations (jitter 0.4 / 0.4 / 0.4 / 0.1,
+blur 0.5).
+
+  python -m ssljax.train --config configs/simsiam_imagenet.py --workdir gs://BUCKET/simsiam_imagenet
+  python -m ssljax.train --config configs/simsiam_imagenet.py:runlocal --workdir /tmp/ssljax/simsiam_local
+
+Expected: 68.1% linear top-1 after 100 epochs (the paper's Table 4, its linear protocol: LARS, batch 4096, 90
+epochs on frozen features); not yet measured with this codebase.
+"""
+
+from configs import moco_v2_imagenet, simclr_imagenet
+
+
+def get_config(arg: str = ""):
+  config = simclr_imagenet.get_config(arg)
+  del config["simclr"]
+  config.method = "simsiam"
+  config.simsiam = dict(proj_dim=2048, proj_layers=3, pred_hidden_dim=512, fix_predictor_lr=True)
+  config.augment.update(moco_v2_imagenet.MOCO_V2_AUGMENT)
+  config.batch_size = 512
+  config.epochs = 100
+  config.optimizer = dict(
+    name="sgd", base_lr=0.05, lr_scaling="linear", weight_decay=1e-4, warmup_steps=0, momentum=0.9, nesterov=False
+  )
+  if "runlocal" in arg.split(","):
+    config.simsiam.update(proj_dim=64, pred_hidden_dim=16)
+    config.batch_size = 32
+  return config

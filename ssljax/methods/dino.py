@@ -1,0 +1,108 @@
+"""DINO (Caron et al. 2021): self-distillation with no labels. The student sees 2 global and V local crops, the
+EMA teacher (momentum 0.996 -> 1, cosine per step) only the global ones; the student matches the teacher's
+centred, sharpened distribution over `out_dim` prototypes on every pair of different crops. The centre is a buffer
+(EMA of the global-batch mean teacher logits, momentum 0.9); the teacher temperature warms up per epoch (0.04 ->
+0.07 over 30 epochs); the head's weight-normalised last layer is frozen during the first epoch; evaluation reads
+the teacher, as the paper's."""
+
+import functools
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ssljax import augment, losses, models
+from ssljax.config_checks import NUMBER
+from ssljax.methods import Method, cosine_momentum, freeze_paths
+
+SCHEMA = {
+  "out_dim": int,
+  "hidden_dim": int,
+  "bottleneck_dim": int,
+  "norm_last_layer": bool,
+  "student_temperature": NUMBER,
+  "teacher_temperature": NUMBER,
+  "warmup_teacher_temperature": NUMBER,
+  "warmup_teacher_temperature_epochs": int,
+  "center_momentum": NUMBER,
+  "momentum": NUMBER,
+  "final_momentum": NUMBER,
+  "freeze_last_layer_epochs": int,
+}
+
+
+class DINOModel(nn.Module):
+  """{"global": [2N, ...], "local": [VN, ...]} crops -> student logits [(2 + V) N, K] (crop-major) and the centre
+  as it was before this step; `teach` -> the teacher's logits of the global crops. The encoder runs once per
+  resolution (BatchNorm statistics per resolution, as DINO's MultiCropWrapper), the head once on all features."""
+
+  encoder: nn.Module
+  head: nn.Module
+  center_momentum: float
+
+  @nn.compact
+  def __call__(self, crops, train: bool = True, teacher=None):
+    features = self.encoder(crops["global"], train=train)
+    all_features = [features] + ([self.encoder(crops["local"], train=train)] if "local" in crops else [])
+    logits = self.head(jnp.concatenate(all_features), train=train)
+    center = self.variable("buffers", "center", lambda: jnp.zeros((1, self.head.out_dim), jnp.float32))
+    outputs = {"features": features, "logits": logits, "center": center.value}
+    if teacher:  # Update after reading: this step's loss uses the centre of the steps before it.
+      center.value = losses.update_center(center.value, teacher["logits"], self.center_momentum)
+    return outputs
+
+  def encode(self, images):
+    return self.encoder(images, train=False)
+
+  def teach(self, crops):
+    features = self.encoder(crops["global"], train=models.teacher_train_mode(self.encoder))
+    return {"logits": self.head(features, train=True)}
+
+
+def teacher_temperature(step, section, steps_per_epoch: int):
+  """The reference's per-epoch schedule: linspace(warmup, final, warmup_epochs)[epoch], then final."""
+  epoch = step // steps_per_epoch
+  warmup_epochs = section.warmup_teacher_temperature_epochs
+  start, final = section.warmup_teacher_temperature, section.teacher_temperature
+  if warmup_epochs <= 1:
+    return jnp.where(epoch < warmup_epochs, start, final)
+  return jnp.where(epoch < warmup_epochs, start + (final - start) * epoch / (warmup_epochs - 1), final)
+
+
+def dino_objective(outputs, batch, step, section, steps_per_epoch: int):
+  del batch
+  temperature = teacher_temperature(step, section, steps_per_epoch)
+  teacher_logits = outputs["teacher"]["logits"]
+  loss = losses.dino_loss(
+    outputs["logits"], teacher_logits, outputs["center"], section.student_temperature, temperature
+  )
+  teacher_probs = losses.teacher_softmax(teacher_logits, outputs["center"], temperature)
+  entropy = -jnp.mean(jnp.sum(teacher_probs * jnp.log(jnp.maximum(teacher_probs, 1e-30)), axis=-1))
+  metrics = {
+    "embedding_std": losses.embedding_std(outputs["features"]),
+    "teacher_entropy": entropy,  # Collapse to uniform: log(out_dim); to one prototype: 0.
+    "teacher_temperature": temperature,
+  }
+  return loss, metrics
+
+
+def build(config, info) -> Method:
+  section = config.dino
+  encoder = models.build_encoder(config.model, config.dataset.image_size, jnp.dtype(config.dtype))
+  head = models.DINOHead(
+    section.out_dim, section.hidden_dim, section.bottleneck_dim, norm_last_layer=section.norm_last_layer, name="head"
+  )
+  global_views, local_view, num_local = augment.view_configs(config)
+  frozen_steps = section.freeze_last_layer_epochs * info.steps_per_epoch
+  return Method(
+    model=DINOModel(encoder, head, section.center_momentum),
+    make_inputs=functools.partial(_crops, global_views=global_views, local_view=local_view, num_local=num_local),
+    loss=functools.partial(dino_objective, section=section, steps_per_epoch=info.steps_per_epoch),
+    views_per_image=2,
+    teacher_momentum=cosine_momentum(section.momentum, section.final_momentum, info.num_steps),
+    evaluate_teacher=True,
+    frozen=lambda params, step: freeze_paths(params, ("last_layer", "last_layer_gain"), step < frozen_steps),
+  )
+
+
+def _crops(batch, rng, global_views, local_view, num_local):
+  return augment.multi_view(batch["image"], rng, global_views, local_view, num_local)

@@ -1,0 +1,60 @@
+"""What BYOL, SimSiam and MoCo v3 share: two augmented views, an encoder, a projector and a predictor, each view's
+prediction matched against the other view's projection (from an EMA teacher, or the network itself behind a
+stop-gradient); and the teacher-momentum settings of the methods that have one."""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ssljax import augment, models
+from ssljax.methods import Method, cosine_momentum
+
+
+class SiameseModel(nn.Module):
+  """views [2N] (view-major) -> {"features", "projections", "predictions"} [2N, ...]; `teach` -> the projections
+  of the same views through the teacher's encoder and projector."""
+
+  encoder: nn.Module
+  projector: nn.Module
+  predictor: nn.Module
+
+  def __call__(self, views, train: bool = True, teacher=None):
+    del teacher  # The loss pairs the teacher's outputs with ours; nothing is stored.
+    features = self.encoder(views, train=train)
+    projections = self.projector(features, train=train)
+    return {"features": features, "projections": projections, "predictions": self.predictor(projections, train=train)}
+
+  def encode(self, images):
+    return self.encoder(images, train=False)
+
+  def teach(self, views):
+    features = self.encoder(views, train=models.teacher_train_mode(self.encoder))
+    return {"projections": self.projector(features, train=True)}
+
+
+def symmetric(pair_loss, outputs, target_key: str = "projections"):
+  """pair_loss(p1, t2) + pair_loss(p2, t1): each view's prediction against the other view's target (the
+  teacher's `target_key` outputs if there is a teacher, else the network's own)."""
+  p1, p2 = jnp.split(outputs["predictions"], 2)
+  t1, t2 = jnp.split((outputs.get("teacher") or outputs)[target_key], 2)
+  return pair_loss(p1, t2) + pair_loss(p2, t1)
+
+
+def teacher_momentum(section, info) -> Any:
+  """The per-step cosine schedule from `section.momentum` to `section.final_momentum` over the run."""
+  return cosine_momentum(section.momentum, section.get("final_momentum", 1.0), info.num_steps)
+
+
+def build_siamese(config, projector, predictor, loss, **method_fields) -> Method:
+  """A `Method` of `SiameseModel` on the config's two views (`config.views` may make them asymmetric)."""
+  encoder = models.build_encoder(config.model, config.dataset.image_size, jnp.dtype(config.dtype))
+  views, _, _ = augment.view_configs(config)
+  return Method(
+    model=SiameseModel(encoder, projector, predictor),
+    make_inputs=functools.partial(augment.global_views, views=views),
+    loss=loss,
+    views_per_image=2,
+    **method_fields,
+  )

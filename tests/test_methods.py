@@ -1,0 +1,270 @@
+"""Methods with a teacher, a queue or a centre (BYOL, SimSiam, MoCo v2/v3, DINO) on the one train step: the risks
+of docs' method-state table, each a test. One compiled trainer per method and mesh is shared by every test."""
+
+import dataclasses
+import functools
+import importlib
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from ssljax import checkpoint, data, experiment, losses, optim, sharding, train_step
+from ssljax.methods import cosine_momentum, dino
+
+METHODS = ("byol", "simsiam", "moco_v2", "moco_v3", "dino")
+TEACHER_METHODS = ("byol", "moco_v2", "moco_v3", "dino")
+TAU = 0.9
+STEPS = 3
+
+
+def method_config(name: str, arg: str = "runlocal,train_only"):
+  """The method's digits smoke config with a constant teacher momentum of 0.9 (so one step moves it visibly)."""
+  config = importlib.import_module(f"configs.{name}_digits").get_config(arg)
+  for key in ("momentum", "final_momentum"):
+    if key in config[name]:
+      config[name][key] = TAU
+  return config
+
+
+@dataclasses.dataclass
+class Run:
+  config: ConfigDict
+  trainer: train_step.Trainer
+  source: object
+  batches: list  # The global batches of the steps.
+  states: list  # Host copies of the state before the first step and after each step.
+  metrics: list
+
+
+@functools.cache
+def _run(name: str, devices: int) -> Run:
+  config = method_config(name)
+  mesh = sharding.make_mesh((("data", devices),), jax.devices()[:devices])
+  source = data.load_source(config.dataset, "train")
+  trainer = train_step.build_trainer(config, mesh, len(source), source.num_classes)
+  sampler = data.StepIndexedSampler(len(source), config.batch_size, config.seed)
+  state = trainer.make_state(config.seed)
+  run = Run(config, trainer, source, [], [jax.device_get(state)], [])
+  for _, batch in data.train_batches(source, sampler, trainer.batch_sharding, 0, STEPS):
+    run.batches.append(batch)
+    state, metrics = trainer.step(state, batch)
+    run.states.append(jax.device_get(state))
+    run.metrics.append(jax.device_get(metrics))
+  assert trainer.step._cache_size() == 1
+  return run
+
+
+def _leaves(tree) -> dict:
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
+
+
+def _teacher_forward(run: Run, step: int):
+  """(the step's model inputs, the teacher's outputs for them), recomputed as the train step derives them."""
+  state, method, model = run.states[step], run.trainer.method, run.trainer.model
+  rng = jax.random.fold_in(state.rng, state.position)
+  input_rng, model_rng = jax.random.split(rng)
+  inputs = method.make_inputs(run.batches[step], input_rng)
+  teacher, _ = model.apply(
+    state.target, inputs, method="teach", mutable=["batch_stats"], rngs=train_step._rng_streams(model_rng)
+  )
+  return inputs, teacher, model_rng
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_three_steps_on_8_devices_equal_1_device_for_the_loss_and_every_leaf_of_the_state(name):
+  one, eight = _run(name, 1), _run(name, 8)
+  losses_one = [float(m["loss"]) for m in one.metrics]
+  assert len(set(losses_one)) == STEPS  # Real updates.
+  np.testing.assert_allclose([float(m["loss"]) for m in eight.metrics], losses_one, rtol=1e-4, atol=1e-7)
+  expected, actual = _leaves(one.states[-1]), _leaves(eight.states[-1])
+  assert expected.keys() == actual.keys()
+  for path, value in expected.items():  # Params, teacher, BatchNorm statistics, queue, centre, optimizer state.
+    np.testing.assert_allclose(actual[path], value, rtol=2e-4, atol=2e-5, err_msg=path)
+
+
+@pytest.mark.parametrize("name", TEACHER_METHODS)
+def test_teacher_is_an_exact_ema_of_the_updated_params_with_its_own_batchnorm(name):
+  run = _run(name, 8)
+  before, after = run.states[0], run.states[1]
+  jax.tree.map(np.testing.assert_array_equal, before.target["params"], before.params)  # Starts as a copy.
+  step_size = np.float32(1.0) - np.float32(TAU)
+  expected = jax.tree.map(
+    lambda new, old: step_size * new + (np.float32(1.0) - step_size) * old, after.params, before.target["params"]
+  )
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-7), after.target["params"], expected)
+  assert float(run.metrics[0]["teacher_momentum"]) == pytest.approx(TAU)
+  # The teacher's BatchNorm statistics are its own: they move every step and, once the weights differ (after
+  # step 1 both ran the same weights), differ from the online network's.
+  teacher_bn = _leaves(after.target["batch_stats"]["model"]["encoder"])
+  online_bn = _leaves(run.states[-1].model_state["batch_stats"]["model"]["encoder"])
+  last_teacher_bn = _leaves(run.states[-1].target["batch_stats"]["model"]["encoder"])
+  initial_bn = _leaves(before.target["batch_stats"]["model"]["encoder"])
+  moved = [p for p in teacher_bn if not np.array_equal(teacher_bn[p], initial_bn[p])]
+  assert len(moved) == len(teacher_bn)
+  assert all(not np.allclose(last_teacher_bn[p], online_bn[p]) for p in teacher_bn if "mean" in p)
+
+
+def test_no_gradient_reaches_the_teacher():
+  """The teacher runs before value_and_grad: differentiating the step's loss w.r.t. the teacher's parameters
+  through `Method.loss` with teacher outputs as constants gives exactly zero."""
+  run = _run("byol", 1)
+  inputs, _, model_rng = _teacher_forward(run, 0)
+  state, model, method = run.states[0], run.trainer.model, run.trainer.method
+
+  def loss_of_teacher(target_params):
+    teacher, _ = model.apply({**state.target, "params": target_params}, inputs, method="teach", mutable=["batch_stats"])
+    outputs, _ = model.apply(
+      {"params": state.params, **state.model_state}, inputs, train=True, mutable=["batch_stats"], teacher=teacher
+    )
+    return method.loss({**outputs, "teacher": teacher}, run.batches[0], state.step)[0]
+
+  grads = jax.grad(loss_of_teacher)(state.target["params"])
+  assert not any(np.any(np.asarray(g)) for g in jax.tree.leaves(grads))
+
+
+def test_moco_queue_advances_by_the_global_keys_after_the_loss_read_the_old_queue():
+  run = _run("moco_v2", 8)
+  queue_size, batch = run.config.moco_v2.queue_size, run.config.batch_size
+  queues = [s.model_state["buffers"]["model"]["queue"] for s in run.states]
+  pointers = [int(s.model_state["buffers"]["model"]["pointer"]) for s in run.states]
+  assert pointers == [(i * batch) % queue_size for i in range(STEPS + 1)]  # The global batch, not a device's.
+  inputs, teacher, model_rng = _teacher_forward(run, 0)
+  keys = np.asarray(losses.l2_normalize(teacher["keys"]))
+  np.testing.assert_allclose(queues[1][:batch], keys, rtol=1e-5, atol=1e-6)  # Normalised keys, in order.
+  np.testing.assert_array_equal(queues[1][batch:], queues[0][batch:])
+  # The step's loss is InfoNCE against the queue *before* the step.
+  state, model = run.states[0], run.trainer.model
+  outputs, _ = model.apply(
+    {"params": state.params, **state.model_state},
+    inputs,
+    train=True,
+    mutable=["batch_stats", "buffers"],
+    rngs=train_step._rng_streams(model_rng),
+    teacher=teacher,
+  )
+  np.testing.assert_array_equal(outputs["queue"], queues[0])
+  expected = losses.info_nce(outputs["queries"], teacher["keys"], queues[0], run.config.moco_v2.temperature)
+  np.testing.assert_allclose(run.metrics[0]["loss"], expected, rtol=1e-5)
+
+
+def test_moco_shuffle_bn_is_a_no_op_with_global_batchnorm(mesh8):
+  """MoCo's shuffle-BN permutes the key batch across devices before the key encoder and un-permutes after; with
+  BatchNorm over the global batch the keys come out exactly the same, so we do not shuffle."""
+  run = _run("moco_v2", 8)
+  inputs, teacher, _ = _teacher_forward(run, 0)
+  permutation = np.random.default_rng(0).permutation(run.config.batch_size)
+  shuffled = {**inputs, "key": jax.device_put(inputs["key"][permutation], run.trainer.batch_sharding)}
+  teach = jax.jit(lambda v, x: run.trainer.model.apply(v, x, method="teach", mutable=["batch_stats"])[0])
+  keys = teach(run.states[0].target, shuffled)["keys"]
+  unshuffled = np.empty_like(keys)
+  unshuffled[permutation] = keys
+  np.testing.assert_allclose(unshuffled, teacher["keys"], rtol=1e-5, atol=1e-6)
+
+
+def test_dino_centre_is_the_ema_of_the_global_mean_teacher_logits_and_last_layer_frozen_in_epoch_one():
+  run = _run("dino", 8)
+  _, teacher, _ = _teacher_forward(run, 0)
+  centers = [s.model_state["buffers"]["model"]["center"] for s in run.states]
+  momentum = run.config.dino.center_momentum
+  expected = centers[0] * momentum + np.mean(teacher["logits"], axis=0, keepdims=True) * (1 - momentum)
+  np.testing.assert_allclose(centers[1], expected, rtol=1e-5, atol=1e-7)
+  assert not np.array_equal(centers[2], centers[1])
+  # The head's last layer is frozen for the first epoch (22 steps here) although it has weight decay; the rest moves.
+  head_before, head_after = run.states[0].params["model"]["head"], run.states[-1].params["model"]["head"]
+  np.testing.assert_array_equal(head_after["last_layer"], head_before["last_layer"])
+  assert not np.array_equal(head_after["mlp"]["Dense_0"]["kernel"], head_before["mlp"]["Dense_0"]["kernel"])
+  # Evaluation reads the teacher.
+  variables = train_step.eval_variables(run.states[-1], run.trainer.method)
+  assert variables["params"] is run.states[-1].target["params"]
+  assert variables["batch_stats"] is run.states[-1].target["batch_stats"]
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_nan_batch_leaves_the_whole_state_unchanged(name):
+  run = _run(name, 8)
+  state = jax.device_put(run.states[-1], run.trainer.state_sharding)
+  batch = {**run.batches[-1], "image": run.batches[-1]["image"].at[0, 0, 0, 0].set(jnp.nan)}
+  new_state, metrics = run.trainer.step(state, batch)
+  assert int(metrics["nonfinite"]) == 1
+  before, after = _leaves(run.states[-1]), _leaves(jax.device_get(new_state))
+  for path, value in before.items():  # Teacher, queue, centre, BatchNorm and optimizer state included.
+    if path not in (".step", ".position"):
+      np.testing.assert_array_equal(after[path], value, err_msg=path)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_checkpoint_holds_teacher_and_buffers_and_resume_is_bit_exact(name, tmp_path):
+  """Save after step 1, restore into a fresh abstract state, run steps 2 and 3: every leaf equals the
+  uninterrupted run's bit for bit (schedules are functions of the checkpointed step)."""
+  run = _run(name, 8)
+  manager = checkpoint.make_manager(str(tmp_path))
+  assert checkpoint.save(manager, jax.device_put(run.states[1], run.trainer.state_sharding))
+  manager.wait_until_finished()
+  abstract = checkpoint.abstract_like(jax.eval_shape(run.trainer.make_state, 0), run.trainer.state_sharding)
+  state = checkpoint.restore_latest(manager, abstract)
+  for step in (1, 2):
+    state, metrics = run.trainer.step(state, run.batches[step])
+    assert float(metrics["loss"]) == float(run.metrics[step]["loss"])
+  expected, actual = _leaves(run.states[-1]), _leaves(jax.device_get(state))
+  assert expected.keys() == actual.keys()
+  for path, value in expected.items():
+    np.testing.assert_array_equal(actual[path], value, err_msg=path)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_end_to_end_run_logs_collapse_metrics_and_evaluates(name, tmp_path):
+  """The method's smoke config through `python -m ssljax.train`'s code path: training, checkpoints, the collapse
+  metric every logged step (DINO: also the teacher's entropy), a linear probe and kNN on its features."""
+  config = method_config(name, "runlocal")
+  config.eval_baselines = ("raw_pixels",)
+  config.evals = {
+    "linear": dict(type="linear_probe", label_budgets=("all", 10), steps=50),
+    "knn": dict(type="knn", ks=(20,)),
+  }
+  results = experiment.train_and_evaluate(config, str(tmp_path))
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  logged = [row for row in rows if "loss" in row]
+  assert [row["step"] for row in logged] == list(range(2, 13, 2))
+  for row in logged:
+    assert 0.0 < row["embedding_std"] <= 1.0 and np.isfinite(row["loss"])
+    if name == "dino":
+      assert 0.0 < row["teacher_entropy"] <= np.log(config.dino.out_dim) + 1e-4
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())[-1] == 12
+  for key in ("linear/ssl/10_per_class", "linear/ssl/all", "knn/ssl/k20", "linear/raw_pixels/all"):
+    assert 0.1 < results[key] <= 1.0, (key, results)
+  assert results["linear/ssl/all"] > 0.3  # Far above chance (0.1) after 12 steps on 8 px digits.
+
+
+def test_schedules_are_functions_of_the_step():
+  tau = cosine_momentum(0.996, 1.0, 100)
+  np.testing.assert_allclose([float(tau(s)) for s in (0, 50, 100, 200)], [0.996, 0.998, 1.0, 1.0], rtol=1e-7)
+  section = ConfigDict(
+    dict(warmup_teacher_temperature=0.04, teacher_temperature=0.07, warmup_teacher_temperature_epochs=30)
+  )
+  temperatures = [float(dino.teacher_temperature(e * 10, section, steps_per_epoch=10)) for e in (0, 1, 15, 29, 30, 99)]
+  np.testing.assert_allclose(temperatures, [0.04, 0.04 + 0.03 / 29, 0.04 + 0.03 * 15 / 29, 0.07, 0.07, 0.07], rtol=1e-6)
+  assert float(dino.teacher_temperature(19, section, steps_per_epoch=10)) == pytest.approx(0.04 + 0.03 / 29)
+
+
+def test_optimizer_group_keeps_the_predictor_learning_rate_constant():
+  """SimSiam's fix_pred_lr: the predictor's SGD step is the peak lr at every step, the rest follows the cosine."""
+  config = ConfigDict(
+    dict(
+      optimizer=dict(
+        name="sgd", base_lr=0.1, lr_scaling="none", weight_decay=0.0, warmup_steps=0, momentum=0.0, nesterov=False
+      )
+    )
+  )
+  tx, schedule = optim.make_optimizer(config, 256, 100, {"predictor": {"schedule": "constant"}})
+  params = {"encoder": {"kernel": jnp.ones((2, 2))}, "predictor": {"kernel": jnp.ones((2, 2))}}
+  opt_state = tx.init(params)
+  for _ in range(60):
+    updates, opt_state = tx.update(jax.tree.map(jnp.ones_like, params), opt_state, params)
+  np.testing.assert_allclose(updates["predictor"]["kernel"], -0.1, rtol=1e-6)
+  np.testing.assert_allclose(updates["encoder"]["kernel"], -schedule(59), rtol=1e-6)
+  assert float(schedule(59)) < 0.06
