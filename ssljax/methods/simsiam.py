@@ -1,7 +1,6 @@
 """SimSiam (Chen & He 2021): no teacher and no negatives; each view's prediction matches the other view's
 projection behind a stop-gradient, and the predictor keeps a constant learning rate (the paper's `fix_pred_lr`)."""
 
-
 from ssljax import losses, models
 from ssljax.methods import Method, siamese
 
