@@ -50,8 +50,9 @@ class WithOnlineProbe(nn.Module):
 
 def encoder_variables(variables: dict) -> dict:
   """The encoder's part ({collection: subtree}) of the variables of a method's model, with or without the online
-  probe around it (see `Method.model`)."""
-  return {name: (tree["model"] if "model" in tree else tree)["encoder"] for name, tree in variables.items()}
+  probe around it (see `Method.model`); collections without an encoder part (a MoCo queue) are left out."""
+  models = {name: tree["model"] if "model" in tree else tree for name, tree in variables.items()}
+  return {name: tree["encoder"] for name, tree in models.items() if "encoder" in tree}
 
 
 @flax.struct.dataclass

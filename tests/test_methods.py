@@ -268,3 +268,39 @@ def test_optimizer_group_keeps_the_predictor_learning_rate_constant():
   np.testing.assert_allclose(updates["predictor"]["kernel"], -0.1, rtol=1e-6)
   np.testing.assert_allclose(updates["encoder"]["kernel"], -schedule(59), rtol=1e-6)
   assert float(schedule(59)) < 0.06
+
+
+def test_moco_v3_vit_patch_projection_stays_frozen_under_weight_decay():
+  """MoCo v3's ViT recipe: the random patch projection is never updated (AdamW with weight decay 0.1 included),
+  while the rest of the encoder trains; the teacher's copy, an EMA of a constant, stays equal to it."""
+  config = method_config("moco_v3")
+  config.model = dict(name="vit", variant="Ti", width=32, depth=1, num_heads=2, patch_size=4, pool="cls")
+  config.moco_v3.freeze_patch_embed = True
+  config.optimizer = dict(name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=0.1, warmup_steps=0)
+  source = data.load_source(config.dataset, "train")
+  trainer = train_step.build_trainer(config, sharding.make_mesh(), len(source), source.num_classes)
+  state = trainer.make_state(0)
+  before = jax.device_get(state)
+  sampler = data.StepIndexedSampler(len(source), config.batch_size, config.seed)
+  for _, batch in data.train_batches(source, sampler, trainer.batch_sharding, 0, 2):
+    state, _ = trainer.step(state, batch)
+  after = jax.device_get(state)
+  encoder_before, encoder_after = before.params["model"]["encoder"], after.params["model"]["encoder"]
+  jax.tree.map(np.testing.assert_array_equal, encoder_after["patch_embed"], encoder_before["patch_embed"])
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    after.target["params"]["model"]["encoder"]["patch_embed"],
+    encoder_before["patch_embed"],
+  )
+  moved = jax.tree.leaves(
+    jax.tree.map(lambda a, b: not np.array_equal(a, b), encoder_after["transformer"], encoder_before["transformer"])
+  )
+  assert all(moved)
+
+
+def test_finetuning_takes_the_encoder_and_leaves_the_queue():
+  """The fine-tune and random-init evaluators take the encoder's variables out of a model with buffers."""
+  state = _run("moco_v2", 8).states[-1]
+  encoder = train_step.encoder_variables({"params": state.params, **state.model_state})
+  assert sorted(encoder) == ["batch_stats", "params"]
+  assert encoder["params"] is state.params["model"]["encoder"]

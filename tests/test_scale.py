@@ -101,12 +101,14 @@ def test_simclr_loss_with_block_size_runs_sharded_and_equals_dense():
   )
 
   def loss(block_size):
-    fn = functools.partial(simclr.contrastive_loss, batch=None, temperature=0.2, block_size=block_size, mesh=mesh)
+    fn = functools.partial(
+      simclr.contrastive_loss, batch=None, step=0, temperature=0.2, block_size=block_size, mesh=mesh
+    )
     return jax.jit(jax.value_and_grad(lambda p: fn({"projections": p})[0]))(projections)
 
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), loss(16), loss(None))
   assert "shard_map" in str(
-    jax.make_jaxpr(lambda p: simclr.contrastive_loss({"projections": p}, None, 0.2, 16, mesh)[0])(projections)
+    jax.make_jaxpr(lambda p: simclr.contrastive_loss({"projections": p}, None, 0, 0.2, 16, mesh)[0])(projections)
   )
 
 

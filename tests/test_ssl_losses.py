@@ -44,10 +44,10 @@ def test_byol_and_simsiam_losses_equal_the_references_with_hand_derived_gradient
   np.testing.assert_allclose(simsiam(p32, z32), -np.mean(np.sum(_unit(p) * _unit(z), -1)), rtol=1e-5, atol=1e-7)
   # 2 - 2 cos: d/dp = -2 d cos/dp; -cos: d/dp = -d cos/dp. No gradient reaches the target.
   grad_p, grad_z = jax.grad(losses.byol_loss, argnums=(0, 1))(p32, z32)
-  np.testing.assert_allclose(grad_p, cosine_gradient(p, z, -2.0), rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(grad_p, cosine_gradient(p, z, -2.0), rtol=1e-5, atol=1e-8)
   assert not np.any(np.asarray(grad_z))
   grad_p, grad_z = jax.grad(losses.simsiam_loss, argnums=(0, 1))(p32, z32)
-  np.testing.assert_allclose(grad_p, cosine_gradient(p, z, -1.0), rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(grad_p, cosine_gradient(p, z, -1.0), rtol=1e-5, atol=1e-8)
   assert not np.any(np.asarray(grad_z))
   # Golden: identical directions give 0 (BYOL) and -1 (SimSiam); opposite ones 4 and 1.
   np.testing.assert_allclose(losses.byol_loss(p32, 3 * p32), 0.0, atol=1e-6)
@@ -73,13 +73,16 @@ def test_moco_v3_loss_equals_the_reference_with_its_2_tau_factor(n, d, temperatu
   q32, k32 = jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32)
   loss = jax.jit(functools.partial(losses.moco_v3_loss, temperature=temperature))
   np.testing.assert_allclose(loss(q32, k32), moco_v3_reference(q, k, temperature), rtol=1e-5)
-  # Gradient: the reference's, by central differences in float64 along a random direction; none reaches the keys.
+  # Gradient by hand: d/dq_hat_i = 2 / N (sum_j p_ij k_hat_j - k_hat_i), then through the normalisation
+  # (I - q_hat q_hat^T) / |q_i|. None reaches the keys.
   grad_q, grad_k = jax.grad(loss, argnums=(0, 1))(q32, k32)
-  direction, eps = _normal((n, d), 4), 1e-5
-  numeric = (
-    moco_v3_reference(q + eps * direction, k, temperature) - moco_v3_reference(q - eps * direction, k, temperature)
-  ) / (2 * eps)
-  np.testing.assert_allclose(np.sum(np.asarray(grad_q, np.float64) * direction), numeric, rtol=1e-4)
+  q_hat, k_hat = _unit(q), _unit(k)
+  logits = q_hat @ k_hat.T / temperature
+  probs = np.exp(logits - logits.max(1, keepdims=True))
+  probs /= probs.sum(1, keepdims=True)
+  d_q_hat = 2.0 / n * (probs @ k_hat - k_hat)
+  expected = (d_q_hat - np.sum(d_q_hat * q_hat, -1, keepdims=True) * q_hat) / np.linalg.norm(q, axis=-1, keepdims=True)
+  np.testing.assert_allclose(grad_q, expected, rtol=1e-5, atol=1e-8)
   assert not np.any(np.asarray(grad_k))
 
 
@@ -119,14 +122,21 @@ def test_dino_loss_equals_the_reference_for_multi_crop(num_local, n, k, student_
   )
   expected = dino_reference(student, teacher, center, student_temperature, teacher_temperature, num_crops)
   np.testing.assert_allclose(loss(*args), expected, rtol=1e-5)
-  # Gradient w.r.t. the student: the reference's by central differences; none reaches the teacher or the centre.
+  # Gradient by hand: for student crop v, sum over its teacher crops i != v of (softmax(s_v / T_s) - P_t,i),
+  # divided by T_s, the batch size and the number of pairs. None reaches the teacher or the centre.
   grad_s, grad_t, grad_c = jax.grad(loss, argnums=(0, 1, 2))(*args)
-  direction, eps = _normal(student.shape, 8), 1e-6
-  numeric = (
-    dino_reference(student + eps * direction, teacher, center, student_temperature, teacher_temperature, num_crops)
-    - dino_reference(student - eps * direction, teacher, center, student_temperature, teacher_temperature, num_crops)
-  ) / (2 * eps)
-  np.testing.assert_allclose(np.sum(np.asarray(grad_s, np.float64) * direction), numeric, rtol=1e-4)
+
+  def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+  p_student = softmax(student / student_temperature).reshape(num_crops, n, k)
+  p_teacher = softmax((teacher - center) / teacher_temperature).reshape(2, n, k)
+  terms = 2 * num_crops - 2
+  expected = np.stack([sum(p_student[v] - p_teacher[i] for i in range(2) if i != v) for v in range(num_crops)]) / (
+    student_temperature * n * terms
+  )
+  np.testing.assert_allclose(grad_s, expected.reshape(-1, k), rtol=1e-5, atol=1e-6 * np.abs(expected).max())
   assert not np.any(np.asarray(grad_t)) and not np.any(np.asarray(grad_c))
 
 

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssljax import augment, losses, models
-from ssljax.config_checks import NUMBER
+from ssljax.config_checks import NUMBER, Optional
 from ssljax.methods import Method, cosine_momentum, freeze_paths
 
 SCHEMA = {
@@ -19,6 +19,7 @@ SCHEMA = {
   "hidden_dim": int,
   "bottleneck_dim": int,
   "norm_last_layer": bool,
+  "use_bn_in_head": Optional(bool),
   "student_temperature": NUMBER,
   "teacher_temperature": NUMBER,
   "warmup_teacher_temperature": NUMBER,
@@ -89,7 +90,12 @@ def build(config, info) -> Method:
   section = config.dino
   encoder = models.build_encoder(config.model, config.dataset.image_size, jnp.dtype(config.dtype))
   head = models.DINOHead(
-    section.out_dim, section.hidden_dim, section.bottleneck_dim, norm_last_layer=section.norm_last_layer, name="head"
+    section.out_dim,
+    section.hidden_dim,
+    section.bottleneck_dim,
+    norm_last_layer=section.norm_last_layer,
+    use_bn=section.get("use_bn_in_head", False),
+    name="head",
   )
   global_views, local_view, num_local = augment.view_configs(config)
   frozen_steps = section.freeze_last_layer_epochs * info.steps_per_epoch

@@ -146,13 +146,15 @@ class DINOHead(nn.Module):
   """DINO's projection head (facebookresearch/dino `DINOHead`): a 3-layer GELU MLP (hidden 2048, no BatchNorm) to
   a `bottleneck_dim` bottleneck, l2-normalised, then a weight-normalised linear layer without bias to `out_dim`
   logits. With `norm_last_layer` its weight-norm gain is fixed at 1 (each output unit's weight vector is unit
-  length); otherwise the gain `last_layer_gain` is learned."""
+  length); otherwise the gain `last_layer_gain` is learned. `use_bn` puts BatchNorm after the hidden layers (the
+  reference's `use_bn_in_head`)."""
 
   out_dim: int = 65536
   hidden_dim: int = 2048
   bottleneck_dim: int = 256
   num_layers: int = 3
   norm_last_layer: bool = True
+  use_bn: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -161,7 +163,7 @@ class DINOHead(nn.Module):
       self.bottleneck_dim,
       self.num_layers,
       self.hidden_dim,
-      hidden_norm=False,
+      hidden_norm=self.use_bn,
       hidden_bias=True,
       last_bias=True,
       activation=functools.partial(nn.gelu, approximate=False),
