@@ -21,8 +21,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = ("--config.total_steps=16", "--config.log_every=1", "--config.checkpoint_every=3")
 
 
-def _launch(workdir, *overrides):
-  command = [sys.executable, "-m", "ssljax.train", "--config=configs/simclr_digits.py:runlocal,train_only"]
+def _launch(workdir, *overrides, method="simclr"):
+  command = [sys.executable, "-m", "ssljax.train", f"--config=configs/{method}_digits.py:runlocal,train_only"]
   command += [f"--workdir={workdir}", *STEPS, *overrides]
   return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -48,27 +48,43 @@ def _wait_for_step(run, workdir, step: int, timeout: float = 300):
     time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def reference_losses(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("reference")
-  run = _launch(workdir)
+def _uninterrupted_losses(workdir, method="simclr"):
+  run = _launch(workdir, method=method)
   assert run.wait(timeout=300) == 0, run.stderr.read()
   losses = _losses(workdir)
   assert sorted(losses) == list(range(1, 17)) and len(set(losses.values())) == 16
   return losses
 
 
-def test_sigkill_at_random_steps_then_resume_gives_the_same_losses_bit_for_bit(tmp_path, reference_losses):
+@pytest.fixture(scope="module")
+def reference_losses(tmp_path_factory):
+  return _uninterrupted_losses(tmp_path_factory.mktemp("reference"))
+
+
+SLOW = pytest.mark.slow  # The methods with a teacher, queue or centre; the default run resumes each in-process
+# (tests/test_methods.py: checkpoint after step 1, every leaf bit-exact after step 3).
+
+
+@pytest.mark.parametrize(
+  "method", ["simclr", *(pytest.param(m, marks=SLOW) for m in ("byol", "simsiam", "moco_v2", "moco_v3", "dino"))]
+)
+def test_sigkill_at_random_steps_then_resume_gives_the_same_losses_bit_for_bit(method, tmp_path, request):
+  expected = (
+    request.getfixturevalue("reference_losses")
+    if method == "simclr"
+    else _uninterrupted_losses(tmp_path / "reference", method)
+  )
   rng = random.Random(os.environ.get("PYTEST_SEED", "sigkill"))
   kill_after = sorted(rng.sample(range(2, 15), 3))  # Anywhere: between checkpoints, during async saves.
+  workdir = tmp_path / "killed"
   for step in kill_after:
-    run = _launch(tmp_path)
-    _wait_for_step(run, tmp_path, step)
+    run = _launch(workdir, method=method)
+    _wait_for_step(run, workdir, step)
     run.send_signal(signal.SIGKILL)
     run.wait()
-  resumed = _launch(tmp_path)
+  resumed = _launch(workdir, method=method)
   assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-  assert _losses(tmp_path) == reference_losses, kill_after  # Exact float equality, every step.
+  assert _losses(workdir) == expected, kill_after  # Exact float equality, every step.
 
 
 def test_sigterm_and_sigint_save_the_step_exit_0_and_the_run_continues_from_it(tmp_path, reference_losses):
