@@ -8,7 +8,7 @@ Deviations for the 561-step budget: target momentum 0.99 -> 1 (the paper's 0.996
 of this run) and SimCLR-digits' LARS lr 0.3 x B/256. Expected: see benchmarks/RESULTS.md (method table).
 """
 
-from configs import simclr_digits
+from configs import byol_imagenet, simclr_digits
 
 
 def get_config(arg: str = ""):
@@ -16,6 +16,5 @@ def get_config(arg: str = ""):
   del config["simclr"]
   config.method = "byol"
   config.byol = dict(proj_dim=64, hidden_dim=256, momentum=0.99, final_momentum=1.0)
-  # BYOL's asymmetric views: blur always / rarely, solarisation only on the second view.
-  config.views = dict(view1=dict(blur_prob=1.0, solarize_prob=0.0), view2=dict(blur_prob=0.1, solarize_prob=0.2))
+  config.views = byol_imagenet.ASYMMETRIC_VIEWS  # Blur always / rarely, solarisation only on the second view.
   return config

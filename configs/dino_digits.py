@@ -11,29 +11,16 @@ with blur 0.5. Deviations: a head of 1,024 prototypes (65,536 for 1,437 images),
 561-step run, SimCLR-digits' LARS lr 0.3 x B/256. Expected: see benchmarks/RESULTS.md.
 """
 
-from configs import simclr_digits
+from configs import byol_imagenet, dino_imagenet, simclr_digits
 
 
 def get_config(arg: str = ""):
   config = simclr_digits.get_config(arg)
   del config["simclr"]
   config.method = "dino"
-  config.dino = dict(
-    out_dim=1024,
-    hidden_dim=256,
-    bottleneck_dim=64,
-    norm_last_layer=True,
-    student_temperature=0.1,
-    teacher_temperature=0.07,
-    warmup_teacher_temperature=0.04,
-    warmup_teacher_temperature_epochs=30,
-    center_momentum=0.9,
-    momentum=0.99,
-    final_momentum=1.0,
-    freeze_last_layer_epochs=1,
-  )
+  config.dino = dict(dino_imagenet.PAPER_DINO, out_dim=1024, hidden_dim=256, bottleneck_dim=64, momentum=0.99)
   config.augment.crop_scale = (0.4, 1.0)  # Global crops.
-  config.views = dict(view1=dict(blur_prob=1.0, solarize_prob=0.0), view2=dict(blur_prob=0.1, solarize_prob=0.2))
+  config.views = byol_imagenet.ASYMMETRIC_VIEWS
   config.multicrop = dict(num_local=4, local_size=8, crop_scale=(0.1, 0.4), blur_prob=0.5)
   if "runlocal" in arg.split(","):
     config.dino.update(out_dim=64, hidden_dim=32, bottleneck_dim=16, warmup_teacher_temperature_epochs=2)

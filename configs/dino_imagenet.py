@@ -20,26 +20,28 @@ the teacher. Not yet measured with this codebase.
 
 from configs import byol_imagenet, simclr_imagenet
 
+PAPER_DINO = dict(  # facebookresearch/dino's ViT-S/16 settings.
+  out_dim=65536,
+  hidden_dim=2048,
+  bottleneck_dim=256,
+  norm_last_layer=True,
+  student_temperature=0.1,
+  teacher_temperature=0.07,
+  warmup_teacher_temperature=0.04,
+  warmup_teacher_temperature_epochs=30,
+  center_momentum=0.9,
+  momentum=0.996,
+  final_momentum=1.0,
+  freeze_last_layer_epochs=1,
+)
+
 
 def get_config(arg: str = ""):
   args = arg.split(",")
   config = simclr_imagenet.get_config(arg)
   del config["simclr"]
   config.method = "dino"
-  config.dino = dict(
-    out_dim=65536,
-    hidden_dim=2048,
-    bottleneck_dim=256,
-    norm_last_layer=True,
-    student_temperature=0.1,
-    teacher_temperature=0.07,
-    warmup_teacher_temperature=0.04,
-    warmup_teacher_temperature_epochs=30,
-    center_momentum=0.9,
-    momentum=0.996,
-    final_momentum=1.0,
-    freeze_last_layer_epochs=1,
-  )
+  config.dino = dict(PAPER_DINO)
   config.augment.update(byol_imagenet.BYOL_AUGMENT, crop_scale=(0.4, 1.0))
   config.views = byol_imagenet.ASYMMETRIC_VIEWS
   config.multicrop = dict(num_local=10, local_size=96, crop_scale=(0.05, 0.4), blur_prob=0.5, solarize_prob=0.0)

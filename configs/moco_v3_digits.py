@@ -10,21 +10,13 @@ Deviations for 561 steps of batch 256: temperature 0.2 (the paper's ResNet-50 de
 Expected: see benchmarks/RESULTS.md.
 """
 
-from configs import simclr_digits
+from configs import byol_imagenet, moco_v3_imagenet, simclr_digits
 
 
 def get_config(arg: str = ""):
   config = simclr_digits.get_config(arg)
   del config["simclr"]
   config.method = "moco_v3"
-  config.moco_v3 = dict(
-    proj_dim=64,
-    hidden_dim=256,
-    proj_layers=2,
-    temperature=0.2,
-    momentum=0.99,
-    final_momentum=1.0,
-    freeze_patch_embed=False,
-  )
-  config.views = dict(view1=dict(blur_prob=1.0, solarize_prob=0.0), view2=dict(blur_prob=0.1, solarize_prob=0.2))
+  config.moco_v3 = dict(moco_v3_imagenet.PAPER_MOCO_V3, proj_dim=64, hidden_dim=256, temperature=0.2)
+  config.views = byol_imagenet.ASYMMETRIC_VIEWS
   return config

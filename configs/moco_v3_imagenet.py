@@ -15,21 +15,23 @@ Augmentations: BYOL's asymmetric views. Not yet measured with this codebase.
 
 from configs import byol_imagenet, simclr_imagenet
 
+PAPER_MOCO_V3 = dict(  # facebookresearch/moco-v3's ResNet-50 settings.
+  proj_dim=256,
+  hidden_dim=4096,
+  proj_layers=2,
+  temperature=1.0,
+  momentum=0.99,
+  final_momentum=1.0,
+  freeze_patch_embed=False,
+)
+
 
 def get_config(arg: str = ""):
   args = arg.split(",")
   config = simclr_imagenet.get_config(arg)
   del config["simclr"]
   config.method = "moco_v3"
-  config.moco_v3 = dict(
-    proj_dim=256,
-    hidden_dim=4096,
-    proj_layers=2,
-    temperature=1.0,
-    momentum=0.99,
-    final_momentum=1.0,
-    freeze_patch_embed=False,
-  )
+  config.moco_v3 = dict(PAPER_MOCO_V3)
   config.augment.update(byol_imagenet.BYOL_AUGMENT)
   config.views = byol_imagenet.ASYMMETRIC_VIEWS
   config.optimizer = dict(

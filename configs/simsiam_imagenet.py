@@ -10,20 +10,17 @@ Expected: 68.1% linear top-1 after 100 epochs (the paper's Table 4, its linear p
 epochs on frozen features); not yet measured with this codebase.
 """
 
-from configs import moco_v2_imagenet, simclr_imagenet
+from configs import moco_v2_imagenet
 
 
 def get_config(arg: str = ""):
-  config = simclr_imagenet.get_config(arg)
-  del config["simclr"]
+  config = moco_v2_imagenet.get_config(arg)  # MoCo v2's augmentations and SGD; SimSiam's batch, lr and heads.
+  del config["moco_v2"]
   config.method = "simsiam"
   config.simsiam = dict(proj_dim=2048, proj_layers=3, pred_hidden_dim=512, fix_predictor_lr=True)
-  config.augment.update(moco_v2_imagenet.MOCO_V2_AUGMENT)
   config.batch_size = 512
   config.epochs = 100
-  config.optimizer = dict(
-    name="sgd", base_lr=0.05, lr_scaling="linear", weight_decay=1e-4, warmup_steps=0, momentum=0.9, nesterov=False
-  )
+  config.optimizer.base_lr = 0.05
   if "runlocal" in arg.split(","):
     config.simsiam.update(proj_dim=64, pred_hidden_dim=16)
     config.batch_size = 32
