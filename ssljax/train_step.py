@@ -135,7 +135,12 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
     target = {**target, "params": optax.incremental_update(params, target["params"], 1.0 - tau)}
     metrics["teacher_momentum"] = tau
   updated = (params, new_model_state, opt_state, target)
-  finite = jnp.isfinite(total_loss) & all_finite(grads) & all_finite(updated)
+  # The loss, the gradients and the state the forward passes wrote (BatchNorm statistics, buffers, the teacher's
+  # statistics) decide the skip: from finite gradients and finite parameters the optimizer and the EMA can only
+  # produce finite values, so the updated parameters need no pass of their own (checkpoints check everything).
+  finite = jnp.isfinite(total_loss) & all_finite(
+    (grads, new_model_state, {k: v for k, v in target.items() if k != "params"})
+  )
   params, model_state, opt_state, target = jax.tree.map(
     lambda new, old: jnp.where(finite, new, old),
     updated,
