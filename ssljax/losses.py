@@ -36,8 +36,11 @@ def _blocks(x: jax.Array, block_size: int, fill=0) -> jax.Array:
   return x.reshape(-1, block_size, *x.shape[1:])
 
 
-def _tile_logits(a, c, self_index, col_block, block_size: int, num_candidates: int, temperature: float):
-  logits = _masked_logits(a, c, self_index, col_block * block_size, temperature)
+def _tile_logits(anchors, c, self_index, col_block, block_size: int, num_candidates: int, temperature: float):
+  """Logits of every anchor against column block `col_block`, with -inf for self and padding columns."""
+  logits = _masked_logits(anchors, c, self_index, col_block * block_size, temperature)
+  if num_candidates % block_size == 0:  # No padded columns.
+    return logits
   padding = col_block * block_size + jnp.arange(block_size) >= num_candidates
   return jnp.where(padding[None, :], -jnp.inf, logits)
 
@@ -53,57 +56,46 @@ def _zeros(like: jax.Array, *inputs: jax.Array) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _blockwise_lse(anchors, candidates, self_index, temperature: float, block_size: int):
-  """`_dense_lse` computed one [block, block] tile at a time with an online log-sum-exp: memory O(block^2 +
-  (M + K) D), never the [M, K] matrix. The backward pass recomputes each tile (flash-attention style)."""
+  """`_dense_lse` computed one column block at a time: each loop trip takes every anchor against `block_size`
+  candidates ([M, block_size] logits) and updates a running log-sum-exp, so the [M, K] matrix never exists
+  (memory O(M x block_size + (M + K) D)) and the loop has only ceil(K / block_size) trips, each a large matrix
+  product (few trips matter on GPUs, where every trip costs launch latency). The backward pass recomputes each
+  block (flash-attention style) in one loop of the same trips."""
   return _blockwise_lse_forward(anchors, candidates, self_index, temperature, block_size)[0]
 
 
 def _blockwise_lse_forward(anchors, candidates, self_index, temperature, block_size):
-  num_anchors, num_candidates = anchors.shape[0], candidates.shape[0]
-  row_blocks, self_blocks = _blocks(anchors, block_size), _blocks(self_index, block_size, fill=-1)
+  num_candidates = candidates.shape[0]
   col_blocks = _blocks(candidates, block_size)
 
-  def row_lse(inputs):
-    a, own = inputs
+  def visit(carry, j):
+    running_max, running_sum = carry
+    logits = _tile_logits(anchors, col_blocks[j], self_index, j, block_size, num_candidates, temperature)
+    new_max = jnp.maximum(running_max, logits.max(axis=1))
+    running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.exp(logits - new_max[:, None]).sum(axis=1)
+    return (new_max, running_sum), None
 
-    def visit(carry, j):
-      running_max, running_sum = carry
-      logits = _tile_logits(a, col_blocks[j], own, j, block_size, num_candidates, temperature)
-      new_max = jnp.maximum(running_max, logits.max(axis=1))
-      running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.exp(logits - new_max[:, None]).sum(axis=1)
-      return (new_max, running_sum), None
-
-    zeros = _zeros(a[:, 0], a, col_blocks, own)
-    floor = zeros + jnp.finfo(jnp.float32).min  # Finite: exp(floor - floor) must not be NaN.
-    (row_max, row_sum), _ = jax.lax.scan(visit, (floor, zeros), jnp.arange(len(col_blocks)))
-    return row_max + jnp.log(row_sum)
-
-  lse = jax.lax.map(row_lse, (row_blocks, self_blocks)).reshape(-1)[:num_anchors]
+  zeros = _zeros(anchors[:, 0], anchors, col_blocks, self_index)
+  floor = zeros + jnp.finfo(jnp.float32).min  # Finite: exp(floor - floor) must not be NaN.
+  (row_max, row_sum), _ = jax.lax.scan(visit, (floor, zeros), jnp.arange(len(col_blocks)))
+  lse = row_max + jnp.log(row_sum)
   return lse, (anchors, candidates, self_index, lse)
 
 
 def _blockwise_lse_backward(temperature, block_size, residuals, lse_cotangent):
   anchors, candidates, self_index, lse = residuals
-  num_anchors, num_candidates = anchors.shape[0], candidates.shape[0]
-  row_blocks, self_blocks = _blocks(anchors, block_size), _blocks(self_index, block_size, fill=-1)
-  lse_blocks, g_blocks = _blocks(lse, block_size), _blocks(lse_cotangent, block_size)
+  num_candidates = candidates.shape[0]
   col_blocks = _blocks(candidates, block_size)
+  scale = lse_cotangent[:, None] / temperature  # d loss / d lse * d logit / d dot.
 
-  def row_step(d_candidates, inputs):
-    a, own, row_lse, g = inputs
+  def visit(d_anchors, j):
+    logits = _tile_logits(anchors, col_blocks[j], self_index, j, block_size, num_candidates, temperature)
+    weights = jnp.exp(logits - lse[:, None]) * scale  # softmax * d loss / d dot, [M, block_size].
+    return d_anchors + weights @ col_blocks[j], weights.T @ anchors
 
-    def visit(d_a, j):
-      logits = _tile_logits(a, col_blocks[j], own, j, block_size, num_candidates, temperature)
-      weights = jnp.exp(logits - row_lse[:, None]) * g[:, None] / temperature  # d loss / d logit * d logit / d dot
-      return d_a + weights @ col_blocks[j], weights.T @ a
-
-    d_a, d_cols = jax.lax.scan(visit, _zeros(a, a, col_blocks, own, row_lse, g), jnp.arange(len(col_blocks)))
-    return d_candidates + d_cols, d_a
-
-  zeros = _zeros(col_blocks, row_blocks, col_blocks, self_blocks, lse_blocks, g_blocks)
-  d_candidates, d_anchors = jax.lax.scan(row_step, zeros, (row_blocks, self_blocks, lse_blocks, g_blocks))
-  d_anchors = d_anchors.reshape(-1, anchors.shape[1])[:num_anchors]
-  return d_anchors, d_candidates.reshape(-1, candidates.shape[1])[:num_candidates], None
+  zeros = _zeros(anchors, anchors, col_blocks, self_index, lse, lse_cotangent)
+  d_anchors, d_cols = jax.lax.scan(visit, zeros, jnp.arange(len(col_blocks)))
+  return d_anchors, d_cols.reshape(-1, candidates.shape[1])[:num_candidates], None
 
 
 _blockwise_lse.defvjp(_blockwise_lse_forward, _blockwise_lse_backward)
@@ -141,8 +133,9 @@ def nt_xent(
     z_a: [N, D] projections of the first view of each image.
     z_b: [N, D] projections of the second view, row i pairs with `z_a[i]`.
     temperature: softmax temperature tau > 0.
-    block_size: if set, the loss is computed over [block_size, block_size] tiles of the similarity matrix with
-      an online log-sum-exp and a backward pass that recomputes them, so the (2N)^2 matrix never exists.
+    block_size: if set, the loss is computed over blocks of `block_size` columns of the similarity matrix (all
+      anchors at once) with an online log-sum-exp and a backward pass that recomputes them, so the (2N)^2 matrix
+      never exists: memory ~ 2N x block_size floats.
     axis_name: inside `jax.shard_map`, the mesh axis (or axes) the batch is split over: `z_a`, `z_b` are this
       device's rows, each device keeps its own anchors and gathers all views as candidates ([2N, D]: small
       next to the similarities), and the returned loss is the global one on every device.
