@@ -124,3 +124,65 @@ def test_views_are_crop_major_with_their_own_augmentations():
   a, b = jax.random.split(key)
   expected = jnp.concatenate([augment.augment_batch(IMAGES, a, plain[0]), augment.augment_batch(IMAGES, b, plain[1])])
   np.testing.assert_array_equal(augment.global_views({"image": IMAGES}, key, plain), expected)
+
+
+def _sequential_jitter(image, key, magnitudes):
+  """The reference formulation: draw the order and factors as `color_jitter` does, then apply the four
+  transforms one after the other, clipping after each (torchvision / SimCLR)."""
+  order_key, *keys = jax.random.split(key, 5)
+  factors = [jax.random.uniform(k, minval=1 - m, maxval=1 + m) for k, m in zip(keys[:3], magnitudes[:3], strict=True)]
+  hue_shift = jax.random.uniform(keys[3], minval=-magnitudes[3], maxval=magnitudes[3])
+  gray = lambda x: np.broadcast_to((x @ np.array([0.2989, 0.5870, 0.1140]))[..., None], x.shape)  # noqa: E731
+  transforms = [
+    lambda x: x * factors[0],
+    lambda x: (x - x.mean(axis=(0, 1))) * factors[1] + x.mean(axis=(0, 1)),
+    lambda x: gray(x) + (x - gray(x)) * factors[2],
+  ]
+  image = np.asarray(image, np.float64)
+  for kind in np.asarray(jax.random.permutation(order_key, 4)):
+    if kind == 3:
+      hsv = np.array([colorsys.rgb_to_hsv(*p) for p in image.reshape(-1, 3)])
+      hsv[:, 0] = (hsv[:, 0] + float(hue_shift)) % 1.0
+      image = np.array([colorsys.hsv_to_rgb(*p) for p in hsv]).reshape(image.shape)
+    else:
+      image = transforms[kind](image)
+    image = np.clip(image, 0.0, 1.0)
+  return image
+
+
+def test_jitter_slots_equal_the_sequential_transforms():
+  """One elementwise pass per position of the random order equals applying the transforms in that order (every
+  order the keys draw, incl. hue at each position), with colorsys for the hue."""
+  image = IMAGES[1, :6, :6]
+  run = jax.jit(jax.vmap(lambda k: augment.color_jitter(image, k, magnitudes=(0.4, 0.4, 0.4, 0.1))))
+  keys = jax.random.split(jax.random.key(4), 24)
+  for key, out in zip(keys, run(keys), strict=True):
+    np.testing.assert_allclose(out, _sequential_jitter(image, key, (0.4, 0.4, 0.4, 0.1)), atol=2e-5)
+
+
+def test_crop_and_blur_matrices_equal_their_reference_formulas():
+  """Crop + flip as two interpolation matrices equal jax.image.scale_and_translate (bilinear, no antialias) then
+  a mirror; the blur as two matrices equals the 2r + 1 tap sum over a reflect-padded image; a blur not applied is
+  the identity."""
+  image = jax.random.uniform(jax.random.key(5), (40, 30, 3))
+  boxes = [(3.0, 5.0, 10.0, 17.0, 24), (10.0, 2.0, 30.0, 13.0, 8), (0.0, 0.0, 40.0, 30.0, 16)]
+  for top, left, box_h, box_w, size in boxes:
+    scale = jnp.array([size / box_h, size / box_w])
+    reference = jax.image.scale_and_translate(
+      image, (size, size, 3), (0, 1), scale, -jnp.array([top, left]) * scale, method="linear", antialias=False
+    )
+    np.testing.assert_allclose(augment.resize_box(image, top, left, box_h, box_w, size), reference, atol=1e-5)
+    flipped = augment.resize_box(image, top, left, box_h, box_w, size, flip=True)
+    np.testing.assert_allclose(flipped, reference[:, ::-1], atol=1e-5)
+  key = jax.random.key(6)
+  sigma = float(jax.random.uniform(key, minval=0.5, maxval=2.0))
+
+  def taps(radius):  # Kernel side 10% of the image side: radius 2 for 40 rows, 1 for 30 columns.
+    weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return weights / weights.sum()
+
+  padded = np.pad(np.asarray(image), ((2, 2), (1, 1), (0, 0)), mode="reflect")
+  rows = sum(t * padded[i : i + 40] for i, t in enumerate(taps(2)))
+  reference = sum(t * rows[:, i : i + 30] for i, t in enumerate(taps(1)))
+  np.testing.assert_allclose(augment.gaussian_blur(image, key, (0.5, 2.0)), reference, atol=1e-5)
+  np.testing.assert_allclose(augment.gaussian_blur(image, key, (0.5, 2.0), apply=False), image, atol=1e-6)
