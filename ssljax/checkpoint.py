@@ -5,7 +5,8 @@ one that can be read.
   leaves the previous checkpoints intact (an unfinished temporary directory is ignored on restore).
 - Asynchronous: `save` returns once the arrays are copied off the accelerator; the files are written on a
   background thread while training goes on (`launch/bench_checkpoint.py` measures the overhead).
-- Never non-finite: a state holding NaN or inf is not saved.
+- Never non-finite: the train step only ever produces finite states (it skips an update with a non-finite loss,
+  gradient or statistic), so `save` adds no pass over the state of its own.
 - Fallback: a checkpoint that cannot be read (truncated, corrupted) is moved to `WORKDIR/checkpoints_unreadable/`
   with a warning and the one before it is restored. A checkpoint that reads fine but does not fit the state the
   config builds raises `IncompatibleCheckpoint` instead: that is a config mistake, not damage.
@@ -19,7 +20,6 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from ssljax.config import ConfigError
-from ssljax.train_step import all_finite
 
 UNREADABLE_DIR = "checkpoints_unreadable"
 
@@ -97,13 +97,6 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state):
   return None
 
 
-_all_finite = jax.jit(all_finite)
-
-
 def save(manager: ocp.CheckpointManager, state, force: bool = False) -> bool:
-  """Starts an asynchronous save of `state` under its step; returns False (with a warning) if it holds a
-  non-finite value and was therefore not saved."""
-  if not bool(_all_finite(state)):
-    logging.warning("step %d: the state holds NaN or inf; not saved", int(state.step))
-    return False
+  """Starts an asynchronous save of `state` under its step; returns once the arrays are off the device."""
   return manager.save(int(state.step), args=ocp.args.StandardSave(state), force=force)

@@ -137,7 +137,7 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
   updated = (params, new_model_state, opt_state, target)
   # The loss, the gradients and the state the forward passes wrote (BatchNorm statistics, buffers, the teacher's
   # statistics) decide the skip: from finite gradients and finite parameters the optimizer and the EMA can only
-  # produce finite values, so the updated parameters need no pass of their own (checkpoints check everything).
+  # produce finite values, so the updated parameters need no pass of their own (and checkpoints none either).
   finite = jnp.isfinite(total_loss) & all_finite(
     (grads, new_model_state, {k: v for k, v in target.items() if k != "params"})
   )

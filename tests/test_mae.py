@@ -17,7 +17,7 @@ from configs import mae_digits
 from ssljax import losses, optim
 from ssljax.config import ConfigError
 from ssljax.methods import BuildInfo, build_method
-from ssljax.models import ViT, patchify, random_masking, sincos_pos_embed_2d, unpatchify
+from ssljax.models import ViT, mae, patchify, random_masking, sincos_pos_embed_2d, unpatchify, vit
 from ssljax.models.vit import Attention
 from ssljax.train_step import init_state
 from tests.test_train import REPO
@@ -151,6 +151,44 @@ def test_attention_equals_softmax_attention():
     jnp.einsum("nqhk,hkd->nqd", heads, variables["params"]["proj"]["kernel"]) + variables["params"]["proj"]["bias"]
   )
   np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_kernel_choice_and_cudnn_equals_xla():
+  """cuDNN's fused kernel only where it applies; on a GPU it equals XLA's attention (bf16 tolerance)."""
+  assert vit.attention_implementation(jnp.bfloat16, 64, "gpu") == "cudnn"
+  for dtype, head_dim, platform in [(jnp.float32, 64, "gpu"), (jnp.bfloat16, 64, "cpu"), (jnp.bfloat16, 60, "gpu")]:
+    assert vit.attention_implementation(dtype, head_dim, platform) is None
+  if jax.default_backend() != "gpu":
+    pytest.skip("cuDNN attention needs a GPU")
+  q, k, v = jax.random.normal(jax.random.key(0), (3, 4, 197, 12, 64), jnp.bfloat16)
+
+  def value_and_grads(implementation):
+    loss = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation=implementation).sum()  # noqa: E731
+    return jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(q, k, v)
+
+  check = functools.partial(np.testing.assert_allclose, rtol=2e-2, atol=2e-2)
+  jax.tree.map(lambda a, b: check(np.float32(a), np.float32(b)), value_and_grads("cudnn"), value_and_grads("xla"))
+
+
+def test_token_gather_gradient_gathers_through_the_inverse_permutation():
+  """`gather_tokens` equals take_along_axis in value and gradient (for a subset and a full permutation), and its
+  backward pass holds no scatter."""
+  x = jax.random.normal(jax.random.key(0), (3, 10, 4))
+  ids = jnp.argsort(jax.random.uniform(jax.random.key(1), (3, 10)), axis=1)
+  inverse = jnp.argsort(ids, axis=1)
+  weights = jax.random.normal(jax.random.key(2), (3, 10, 4))
+
+  def ours(x, keep):
+    return (mae.gather_tokens(x, ids[:, :keep], inverse) * weights[:, :keep]).sum()
+
+  def autodiff(x, keep):
+    return (jnp.take_along_axis(x, ids[:, :keep, None], 1) * weights[:, :keep]).sum()
+
+  for keep in (4, 10):
+    step = jax.jit(jax.value_and_grad(ours), static_argnums=1)
+    expected = jax.value_and_grad(autodiff)(x, keep)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), step(x, keep), expected)
+    assert "scatter" not in step.lower(x, keep).as_text()
 
 
 def test_vit_parameters_carry_logical_axis_names():

@@ -11,6 +11,28 @@ import jax.numpy as jnp
 from ssljax.models import vit
 
 
+@jax.custom_vjp
+def gather_tokens(x, ids, inverse):
+  """x[n, ids[n, k]] for tokens x [N, L, D], where ids [N, K] are the first K entries of a per-example
+  permutation of the L positions and inverse [N, L] is that permutation's inverse.
+
+  Same value as `jnp.take_along_axis`; the gradient gathers through the inverse permutation (zeros for the
+  positions not taken) instead of autodiff's scatter-add, which accelerators run far slower than a gather."""
+  return jnp.take_along_axis(x, ids[..., None], axis=1)
+
+
+def _gather_tokens_forward(x, ids, inverse):
+  return gather_tokens(x, ids, inverse), inverse
+
+
+def _gather_tokens_backward(inverse, grad):
+  padded = jnp.pad(grad, ((0, 0), (0, inverse.shape[1] - grad.shape[1]), (0, 0)))
+  return jnp.take_along_axis(padded, inverse[..., None], axis=1), None, None
+
+
+gather_tokens.defvjp(_gather_tokens_forward, _gather_tokens_backward)
+
+
 def random_masking(x, mask_ratio: float, rng):
   """Per-example random subset of tokens, as in the reference (argsort of uniform noise).
 
@@ -28,7 +50,7 @@ def random_masking(x, mask_ratio: float, rng):
   keep = int(length * (1 - mask_ratio))
   ids_shuffle = jnp.argsort(jax.random.uniform(rng, (batch, length)), axis=1)
   ids_restore = jnp.argsort(ids_shuffle, axis=1)
-  visible = jnp.take_along_axis(x, ids_shuffle[:, :keep, None], axis=1)
+  visible = gather_tokens(x, ids_shuffle[:, :keep], ids_restore)
   mask = (ids_restore >= keep).astype(jnp.float32)
   return visible, mask, ids_restore
 
@@ -56,7 +78,7 @@ class MAEDecoder(nn.Module):
     tokens = jnp.concatenate(
       [x[:, 1:], jnp.broadcast_to(mask_token.astype(x.dtype), (batch, num_masked, self.width))], axis=1
     )
-    tokens = jnp.take_along_axis(tokens, ids_restore[..., None], axis=1)  # Back to the original patch order.
+    tokens = gather_tokens(tokens, ids_restore, jnp.argsort(ids_restore, axis=1))  # Back to the patch order.
     x = jnp.concatenate([x[:, :1], tokens], axis=1)
     x = x + vit.sincos_pos_embed_2d(self.width, vit.square_grid_size(length), cls_token=True).astype(x.dtype)
     x = vit.Transformer(self.depth, self.num_heads, self.mlp_ratio, dtype=self.dtype, name="transformer")(x, train)

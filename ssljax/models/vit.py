@@ -69,6 +69,13 @@ def sincos_pos_embed_2d(embed_dim: int, grid_size: int, cls_token: bool = False)
   return embed
 
 
+def attention_implementation(dtype, head_dim: int, platform: str) -> str | None:
+  """ "cudnn" (the fused flash-attention kernel) where it applies: GPUs, bf16 / fp16, head_dim a multiple of 8 up
+  to 128; otherwise None, XLA's composition (the only choice on CPUs and TPUs), which materialises the logits."""
+  supported = platform == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+  return "cudnn" if supported and head_dim % 8 == 0 and head_dim <= 128 else None
+
+
 class Attention(nn.Module):
   num_heads: int
   dtype: Any = jnp.float32
@@ -87,7 +94,8 @@ class Attention(nn.Module):
       name="qkv",
     )(x)
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [N, T, heads, head_dim]
-    out = jax.nn.dot_product_attention(query, key, value)
+    implementation = attention_implementation(query.dtype, head_dim, jax.default_backend())
+    out = jax.nn.dot_product_attention(query, key, value, implementation=implementation)
     return nn.DenseGeneral(
       width,
       axis=(-2, -1),
