@@ -12,6 +12,7 @@ one that can be read.
   config builds raises `IncompatibleCheckpoint` instead: that is a config mistake, not damage.
 """
 
+import functools
 import os
 
 import jax
@@ -28,8 +29,21 @@ class IncompatibleCheckpoint(ConfigError):
   """The newest checkpoint holds a state of another shape than the config builds."""
 
 
-def make_manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True)
+@functools.cache
+def _whole_array_transfers():
+  """Sets orbax's process-wide handler for jax.Array to copy each array off the devices whole (orbax's own default
+  on GPUs) instead of in "replica-parallel" slices: on a host whose devices all hold a replicated state, the slices
+  are one Python-dispatched op per array per device, which made a 92 MiB save block the train loop for ~200 ms on
+  8 CPU devices instead of ~50 ms (`launch/bench_checkpoint.py`)."""
+  ocp.type_handlers.register_type_handler(
+    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
+  )
+
+
+def make_manager(workdir: str, max_to_keep: int = 3, asynchronous: bool = True) -> ocp.CheckpointManager:
+  """The manager of `WORKDIR/checkpoints`."""
+  _whole_array_transfers()
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=asynchronous)
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   return ocp.CheckpointManager(directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
 

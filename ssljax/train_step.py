@@ -96,12 +96,15 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
   """One optimizer update (skipped when anything is non-finite); returns (new state, dict of scalar metrics)."""
   rng = jax.random.fold_in(state.rng, state.position)
   input_rng, model_rng = jax.random.split(rng)
-  inputs = method.make_inputs(batch, input_rng)
+  # Named scopes (augment, teacher, forward_backward, optimizer, guard) label the kernels of a profile.
+  with jax.named_scope("augment"):
+    inputs = method.make_inputs(batch, input_rng)
   teacher, target = {}, state.target
   if method.teacher_momentum is not None:  # Before value_and_grad: no gradient can reach the teacher.
-    teacher, teacher_stats = model.apply(
-      target, inputs, method="teach", mutable=[k for k in target if k != "params"], rngs=_rng_streams(model_rng)
-    )
+    with jax.named_scope("teacher"):
+      teacher, teacher_stats = model.apply(
+        target, inputs, method="teach", mutable=[k for k in target if k != "params"], rngs=_rng_streams(model_rng)
+      )
     teacher, target = jax.lax.stop_gradient(teacher), {**target, **teacher_stats}
 
   def loss_fn(params):
@@ -124,28 +127,31 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
     metrics["probe_accuracy"] = jnp.mean(jnp.argmax(probe_logits, -1) == labels)
     return loss + probe_loss, (metrics, new_model_state)
 
-  (total_loss, (metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  if method.frozen is not None:  # Zero the final updates: no decay or momentum moves a frozen parameter.
-    frozen = method.frozen(updates, state.step)
-    updates = jax.tree.map(lambda u, f: jnp.where(f, jnp.zeros_like(u), u), updates, frozen)
-  params = optax.apply_updates(state.params, updates)
-  if method.teacher_momentum is not None:  # EMA of the *updated* parameters; the step size is 1 - tau.
-    tau = method.teacher_momentum(state.step)
-    target = {**target, "params": optax.incremental_update(params, target["params"], 1.0 - tau)}
-    metrics["teacher_momentum"] = tau
+  with jax.named_scope("forward_backward"):
+    (total_loss, (metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  with jax.named_scope("optimizer"):
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    if method.frozen is not None:  # Zero the final updates: no decay or momentum moves a frozen parameter.
+      frozen = method.frozen(updates, state.step)
+      updates = jax.tree.map(lambda u, f: jnp.where(f, jnp.zeros_like(u), u), updates, frozen)
+    params = optax.apply_updates(state.params, updates)
+    if method.teacher_momentum is not None:  # EMA of the *updated* parameters; the step size is 1 - tau.
+      tau = method.teacher_momentum(state.step)
+      target = {**target, "params": optax.incremental_update(params, target["params"], 1.0 - tau)}
+      metrics["teacher_momentum"] = tau
   updated = (params, new_model_state, opt_state, target)
   # The loss, the gradients and the state the forward passes wrote (BatchNorm statistics, buffers, the teacher's
   # statistics) decide the skip: from finite gradients and finite parameters the optimizer and the EMA can only
   # produce finite values, so the updated parameters need no pass of their own (and checkpoints none either).
-  finite = jnp.isfinite(total_loss) & all_finite(
-    (grads, new_model_state, {k: v for k, v in target.items() if k != "params"})
-  )
-  params, model_state, opt_state, target = jax.tree.map(
-    lambda new, old: jnp.where(finite, new, old),
-    updated,
-    (state.params, state.model_state, state.opt_state, state.target),
-  )
+  with jax.named_scope("guard"):
+    finite = jnp.isfinite(total_loss) & all_finite(
+      (grads, new_model_state, {k: v for k, v in target.items() if k != "params"})
+    )
+    params, model_state, opt_state, target = jax.tree.map(
+      lambda new, old: jnp.where(finite, new, old),
+      updated,
+      (state.params, state.model_state, state.opt_state, state.target),
+    )
   metrics = {**metrics, "learning_rate": schedule(state.step), "nonfinite": 1 - finite.astype(jnp.int32)}
   new_state = state.replace(
     step=state.step + 1,

@@ -95,3 +95,13 @@ def test_blockwise_65536_embeddings_forward_backward_peak_memory_under_3_gib():
   assert result.returncode == 0, result.stderr
   peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
   assert np.isfinite(float(result.stdout.split()[-1])) and peak_gib < 3, peak_gib
+
+
+def test_blockwise_loops_once_over_column_blocks():
+  """Forward and backward are one loop each over ceil(2N / block) column blocks, every anchor per trip (no
+  nested loop over row tiles: (2N / block)^2 small trips are latency-bound on accelerators)."""
+  z_a, z_b, _ = _views(20)
+  jaxpr = jax.make_jaxpr(jax.value_and_grad(functools.partial(nt_xent, block_size=16), argnums=(0, 1)))(z_a, z_b)
+  text = str(jaxpr)
+  assert text.count("scan[") == 2, text.count("scan[")  # Forward, backward.
+  assert text.count("length=3") == 2  # 40 candidates / 16 columns per trip.
