@@ -75,6 +75,7 @@ EVALUATOR = ByName(
       "epochs": NUMBER,
       "warmup_epochs": Optional(NUMBER),
       "optimizer": _FINETUNE_OPTIMIZER,
+      "scratch_optimizer": Optional(_FINETUNE_OPTIMIZER),
       "augment": AUGMENT,
       "drop_path": Optional(NUMBER),
       "label_smoothing": Optional(NUMBER),

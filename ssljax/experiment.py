@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from absl import logging
 from tqdm import tqdm
 
+from ssljax import baselines as baselines_lib
 from ssljax import checkpoint, config_checks, data, evaluators, sharding
 from ssljax.config import ConfigError, require_choice
 from ssljax.metric_writer import MetricWriter
@@ -196,8 +197,8 @@ def evaluate(
   encode = trainer.encode
   variables_of = functools.partial(eval_variables, method=trainer.method)
   baselines = {
-    "random_init": lambda: functools.partial(encode, variables_of(trainer.make_state(config.seed + 1))),
-    "raw_pixels": lambda: jax.jit(lambda images: images.reshape(images.shape[0], -1)),
+    "random_init": lambda: baselines_lib.random_init(trainer, config.seed + 1, train_source, config.eval_batch_size),
+    "raw_pixels": baselines_lib.raw_pixels,
   }
   featurizers = {"ssl": functools.partial(encode, variables_of(state))}
   for name in config.eval_baselines if step is None else ():  # Baselines do not change during training.

@@ -126,3 +126,32 @@ def test_tsne_plot_separates_clusters(tmp_path):
   assert png.shape == (512, 512, 3) and png.dtype == np.uint8
   colours = {tuple(int(h[i : i + 2], 16) for i in (1, 3, 5)) for h in embedding_plot.PALETTE[:4]}
   assert colours <= {tuple(p) for p in png.reshape(-1, 3)}  # Every class is drawn in its colour.
+
+
+def test_the_scratch_finetune_trains_without_layerwise_decay(monkeypatch):
+  """MAE's fine-tune recipe decays the lr of lower layers (0.75 per block) to keep pretrained weights; the
+  random-init baseline gets no such decay (or its own `scratch_optimizer`), the SSL fine-tune keeps it."""
+  config = mae_digits.get_config()
+  recipes = {}
+
+  def record(finetune_config, mesh, init, *args):
+    recipes["ssl" if init is not None else "random_init"] = dict(finetune_config.optimizer)
+    return 0.0
+
+  monkeypatch.setattr(finetune, "finetune_accuracy", record)
+  labels = np.arange(40) % 10
+  context = type("Context", (), {})()
+  context.features = lambda: (None, labels, None)
+  context.variables = {"params": {"encoder": {"w": jnp.zeros(1)}}}
+  context.config, context.mesh, context.test_source = config, None, None
+  context.train_source = data.ArraySource(np.zeros((40, 8, 8, 1), np.float32), labels, 10)
+  settings = config.evals.finetune.to_dict()
+  del settings["type"]
+  finetune.run(context, **settings)
+  assert recipes["ssl"]["layer_decay"] == 0.75 and recipes["random_init"]["layer_decay"] == 1.0
+  assert {k: v for k, v in recipes["random_init"].items() if k not in ("layer_decay", "warmup_steps")} == {
+    k: v for k, v in recipes["ssl"].items() if k not in ("layer_decay", "warmup_steps")
+  }
+  own = {**settings["optimizer"], "weight_decay": 0.3, "layer_decay": 1.0}
+  finetune.run(context, **settings, scratch_optimizer=own)
+  assert recipes["random_init"]["weight_decay"] == 0.3 and recipes["ssl"]["weight_decay"] == 0.05

@@ -3,8 +3,8 @@
 Each evaluator is `run(context, **settings) -> {"<evaluator>/<features>/<setting>": value}` and reads what it
 needs from the `EvalContext`: frozen features (linear probe), the encoder's variables (fine-tuning) or the whole
 model (MAE reconstructions). Feature evaluators see the same feature sets: "ssl" (the trained encoder) and the
-baselines named in `config.eval_baselines`: "random_init" (the same encoder, randomly initialised) and
-"raw_pixels" (flattened images), so that each SSL number is read against what no pretraining gives.
+baselines named in `config.eval_baselines` (`ssljax/baselines.py`): "random_init" (the same encoder as a fair
+random network) and "raw_pixels" (flattened images), so that each SSL number is read against what no pretraining gives.
 """
 
 import dataclasses

@@ -4,7 +4,7 @@
 For a ViT this is MAE's recipe: global average pooling with a fresh LayerNorm ("mean" pool), stochastic depth,
 AdamW with layer-wise learning-rate decay, label smoothing, class token without weight decay. The same fine-tune
 from a randomly initialised encoder is the baseline. Mixup/CutMix/RandAugment of the ImageNet recipe are not
-implemented.
+implemented. The from-scratch baseline trains without layer-wise lr decay (or with `scratch_optimizer`).
 """
 
 import jax
@@ -74,21 +74,37 @@ def finetune_accuracy(config, mesh, init_encoder, train_source, test_source, eva
   return correct / len(test_source)
 
 
-def run(context, label_budgets=("all",), baselines=("random_init",), seed: int = 0, **settings) -> dict:
+def scratch_settings(settings: dict, scratch_optimizer: dict | None = None) -> dict:
+  """The from-scratch baseline's settings: `scratch_optimizer` if given, else the fine-tune optimizer without
+  layer-wise lr decay (which exists to keep pretrained lower layers close to their values; on a random network
+  it would only keep the lower layers near random)."""
+  optimizer = dict(scratch_optimizer) if scratch_optimizer else {**settings["optimizer"], "layer_decay": 1.0}
+  return {**settings, "optimizer": optimizer}
+
+
+def run(
+  context,
+  label_budgets=("all",),
+  baselines=("random_init",),
+  seed: int = 0,
+  scratch_optimizer: dict | None = None,
+  **settings,
+) -> dict:
   """{"finetune/<ssl | random_init>/<budget>": test accuracy}; `settings`: batch_size, epochs, warmup_epochs,
-  optimizer (as `config.optimizer`, may set layer_decay and no_decay), augment, drop_path, label_smoothing."""
+  optimizer (as `config.optimizer`, may set layer_decay and no_decay), augment, drop_path, label_smoothing;
+  the random_init baseline trains with `scratch_settings`."""
   _, train_labels, _ = context.features()
-  initial = {"ssl": encoder_variables(context.variables)}
+  initial = {"ssl": (encoder_variables(context.variables), settings)}
   for name in baselines:
     if name != "random_init":
       raise ConfigError(f"config.evals.finetune.baselines: only 'random_init' can be fine-tuned, not {name!r}")
-    initial[name] = None
+    initial[name] = (None, scratch_settings(settings, scratch_optimizer))
   results = {}
   for budget in label_budgets:
     subset, budget_name = budget_subset(train_labels, budget, seed)
     source = data.SubsetSource(context.train_source, subset)
-    config = finetune_config(context.config, len(source), settings)
-    for name, init in initial.items():
+    for name, (init, recipe) in initial.items():
+      config = finetune_config(context.config, len(source), recipe)
       accuracy = finetune_accuracy(
         config, context.mesh, init, source, context.test_source, context.config.eval_batch_size, seed
       )
