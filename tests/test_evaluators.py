@@ -155,3 +155,27 @@ def test_the_scratch_finetune_trains_without_layerwise_decay(monkeypatch):
   own = {**settings["optimizer"], "weight_decay": 0.3, "layer_decay": 1.0}
   finetune.run(context, **settings, scratch_optimizer=own)
   assert recipes["random_init"]["weight_decay"] == 0.3 and recipes["ssl"]["weight_decay"] == 0.05
+
+
+def test_reconstruction_mean_patch_streams_the_training_split():
+  """The mean-patch baseline equals the mean over the whole split (padding excluded) while reading at most one
+  evaluation batch at a time (on ImageNet the whole split as float32 would be ~770 GB)."""
+  images = np.random.default_rng(0).random((50, 8, 8, 1), np.float32)
+  read = []
+
+  class Source(data.ArraySource):
+    def get(self, indices):
+      read.append(len(indices))
+      return super().get(indices)
+
+  source = Source(images, np.zeros(50, np.int32), 10)
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  for norm_pix in (False, True):
+    mean = reconstruction.training_mean_patch(source, 16, sharding, 4, norm_pix)
+    patches = np.asarray(patchify(jnp.asarray(images), 4))
+    if norm_pix:
+      patches = (patches - patches.mean(-1, keepdims=True)) / np.sqrt(
+        patches.var(-1, keepdims=True, ddof=1) + 1e-6
+      )  # MAE: unbiased
+    np.testing.assert_allclose(mean, patches.mean(axis=0), rtol=1e-5, atol=1e-6)
+  assert max(read) == 16

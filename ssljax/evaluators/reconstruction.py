@@ -45,6 +45,20 @@ def tile(triplets, columns: int = 4) -> np.ndarray:
   return (grid * 255).round().astype(np.uint8)
 
 
+def training_mean_patch(source, batch_size: int, batch_sharding, patch_size: int, norm_pix: bool):
+  """The baseline's prediction: for every patch position, the mean (normalised) patch of the training split at
+  that position [L, patch_dim], summed one evaluation batch at a time (the split is never in memory at once)."""
+
+  @jax.jit
+  def batch_sum(images, valid):
+    patches = _normalized_patches(patchify(images, patch_size), norm_pix)
+    return jnp.sum(patches * (jnp.arange(images.shape[0]) < valid)[:, None, None], axis=0)  # Padding counts 0.
+
+  batches = data.eval_batches(source, batch_size, batch_sharding)
+  total = sum(batch_sum(batch["image"], valid) for batch, valid in batches)
+  return total / len(source)
+
+
 def run(context, num_images: int = 16, mask_ratio: float | None = None, seed: int = 0) -> dict:
   """{"reconstruction/ssl/masked_mse", "reconstruction/mean_patch/masked_mse"} on the test split, masks fixed by
   `seed`; writes WORKDIR/reconstructions.png (and to TensorBoard)."""
@@ -57,9 +71,9 @@ def run(context, num_images: int = 16, mask_ratio: float | None = None, seed: in
       variables, images, train=False, mask_ratio=mask_ratio, rngs={"masking": rng}
     )
   )
-  # The baseline predicts, for every patch position, the mean (normalised) training patch at that position.
-  train_images = jnp.asarray(context.train_source.get(np.arange(len(context.train_source)))["image"])
-  mean_patch = _normalized_patches(patchify(train_images, patch_size), norm_pix).mean(axis=0)
+  mean_patch = training_mean_patch(
+    context.train_source, config.eval_batch_size, context.batch_sharding, patch_size, norm_pix
+  )
 
   sums = {"ssl": 0.0, "mean_patch": 0.0}
   masked_patches = 0.0
