@@ -6,13 +6,13 @@ import pathlib
 import jax
 import pytest
 
-from configs import mae_vit_base_imagenet, simclr_imagenet
+from configs import mae_vit_base_imagenet, simclr_cifar10, simclr_imagenet
 from ssljax import config_checks, optim, train_step
 
 CONFIGS = sorted(
   p.stem for p in (pathlib.Path(__file__).parent.parent / "configs").glob("*.py") if not p.stem.startswith("_")
 )
-VARIANTS = {"moco_v3_imagenet": ("", "vit_small"), "dino_imagenet": ("", "resnet50")}
+VARIANTS = {"moco_v3_imagenet": ("", "vit_small"), "dino_imagenet": ("", "resnet50"), "simclr_cifar10": ("", "v2")}
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,15 @@ def test_new_methods_imagenet_configs_match_their_papers():
     96,
     30,
   )
+
+
+def test_simclr_cifar10_is_google_research_simclr_s_command():
+  """v1: the SimCLR paper's appendix B.9 / the v1 README; v2: the current README (weight decay 1e-4) with the v2
+  code's default 3-layer projection head."""
+  for arg, weight_decay, layers in (("", 1e-6, 2), ("v2", 1e-4, 3)):
+    config = simclr_cifar10.get_config(arg)
+    optimizer = config.optimizer
+    assert (optimizer.name, optimizer.base_lr, optimizer.weight_decay) == ("lars", 1.0, weight_decay)
+    assert (config.batch_size, config.epochs, config.simclr.temperature) == (512, 1000, 0.5)
+    assert (config.simclr.proj_layers, config.simclr.proj_dim) == (layers, 128)
+    assert (config.augment.jitter_strength, config.augment.blur_prob) == (0.5, 0.0)
