@@ -142,7 +142,8 @@ def nt_xent(
 
   Returns:
     Scalar float32 loss averaged over all 2N anchors. google-research/simclr's `add_contrastive_loss` returns
-    the sum of its two per-view means, which is exactly twice this value.
+    the sum of its two per-view means, which is exactly twice this value (the SimCLR method trains on that sum:
+    `ssljax/methods/simclr.py`).
   """
   if z_a.ndim != 2 or z_a.shape != z_b.shape:
     raise ValueError(f"nt_xent: z_a and z_b must both be [N, D], got {z_a.shape} and {z_b.shape}")

@@ -49,6 +49,26 @@ def test_nt_xent_equals_simclr_reference_value_and_grad(temperature):
     np.testing.assert_allclose(2 * g, ref_g, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("block_size", [None, 8])
+def test_simclr_method_loss_is_the_reference_loss_value_and_grad(mesh8, block_size):
+  """The SimCLR method trains on google-research/simclr's loss itself (the sum of the two views' means), not on
+  half of it: under LARS the factor changes the update of BatchNorm and biases and the weight of weight decay.
+  Blockwise, it runs inside shard_map over the 8-device mesh."""
+  from ssljax.methods import simclr
+
+  z_a, z_b = _pair()
+
+  def method_loss(z_a, z_b):
+    outputs = {"projections": jnp.concatenate([z_a, z_b])}
+    return simclr.contrastive_loss(outputs, None, 0, 0.2, block_size=block_size, mesh=mesh8)[0]
+
+  value, grads = jax.jit(jax.value_and_grad(method_loss, argnums=(0, 1)))(z_a, z_b)
+  ref_value, ref_grads = jax.value_and_grad(simclr_reference_loss, argnums=(0, 1))(z_a, z_b, 0.2)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for g, ref_g in zip(grads, ref_grads, strict=True):
+    np.testing.assert_allclose(g, ref_g, rtol=1e-4, atol=1e-6)
+
+
 def test_nt_xent_golden_value_two_orthogonal_pairs():
   # Views of image 0 are e1 (twice), of image 1 are e2 (twice). Every anchor has cosine 1 with its positive and
   # 0 with both negatives: loss = -log(e^{1/t} / (e^{1/t} + 2)).

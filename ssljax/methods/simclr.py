@@ -25,18 +25,22 @@ class SimCLRModel(nn.Module):
 
 
 def contrastive_loss(outputs, batch, step, temperature: float, block_size: int | None = None, mesh=None):
-  """NT-Xent over the global batch. With `block_size` it runs blockwise inside `jax.shard_map` over the mesh's
-  batch axes: each device keeps its anchors and gathers the [2N, D] embeddings, so no device ever holds the
-  (2N)^2 similarities (without it, jit's partitioner gathers `z` and builds them)."""
+  """google-research/simclr's contrastive loss over the global batch: the *sum* of the two views' mean
+  cross-entropies, i.e. twice `nt_xent` (the mean over all 2N anchors). The factor is not neutral under LARS: the
+  BatchNorm and bias updates, which LARS does not trust-scale, would be halved and weight decay's share of every
+  other update doubled, so the step optimises the reference's loss. With `block_size` the loss runs blockwise
+  inside `jax.shard_map` over the mesh's batch axes: each device keeps its anchors and gathers the [2N, D]
+  embeddings, so no device ever holds the (2N)^2 similarities (without it, jit's partitioner gathers `z` and
+  builds them)."""
   del batch, step  # Unsupervised, no schedule.
   metrics = {"embedding_std": losses.embedding_std(outputs["projections"])}
   z_a, z_b = jnp.split(outputs["projections"], 2)
   if block_size is None or mesh is None:
-    return losses.nt_xent(z_a, z_b, temperature, block_size=block_size), metrics
+    return 2 * losses.nt_xent(z_a, z_b, temperature, block_size=block_size), metrics
   axes = sharding.batch_axes(mesh)
   loss = functools.partial(losses.nt_xent, temperature=temperature, block_size=block_size, axis_name=axes)
   sharded = jax.shard_map(loss, mesh=mesh, in_specs=(P(axes), P(axes)), out_specs=P())
-  return sharded(z_a, z_b), metrics
+  return 2 * sharded(z_a, z_b), metrics
 
 
 def build(config, info) -> Method:
