@@ -32,10 +32,10 @@ class AugmentConfig:
 
 
 def crop_box(key, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), attempts: int = 10):
-  """Inception-style crop box (top, left, box_h, box_w): area fraction ~ U(scale), log aspect ratio ~ U(log ratio).
-
-  Up to `attempts` boxes are drawn and the first that fits is used; if none fits, the largest centred box with
-  an aspect ratio inside `ratio` is used.
+  """Inception-style crop box (top, left, box_h, box_w) with torchvision's RandomResizedCrop sampler: area fraction
+  ~ U(scale), log aspect ratio ~ U(log ratio), up to `attempts` boxes drawn and the first that fits used, else the
+  largest centred box with an aspect ratio inside `ratio`. (SimCLR's TF code samples with
+  tf.image.sample_distorted_bounding_box, whose box distribution differs in detail.)
   """
   area_key, ratio_key, y_key, x_key = jax.random.split(key, 4)
   area = height * width * jax.random.uniform(area_key, (attempts,), minval=scale[0], maxval=scale[1])
@@ -140,8 +140,10 @@ def color_jitter(image, key, strength: float = 1.0, magnitudes: tuple[float, flo
   """Colour distortion: brightness, contrast, saturation and hue in a random order.
 
   With magnitudes (b, c, s, h) (default: `jitter_magnitudes(strength)`, SimCLR's), brightness, contrast and
-  saturation scale by factors drawn from [1 - m, 1 + m] (contrast around the image mean, as
-  tf.image.adjust_contrast; saturation blends with the grayscale image) and hue shifts by U(-h, h) of a turn.
+  saturation scale by factors drawn from [max(0, 1 - m), 1 + m] (contrast around the image mean, as
+  tf.image.adjust_contrast; saturation blends with the grayscale image, as torchvision, where SimCLR's TF code
+  scales S in HSV; brightness multiplies, as SimCLR v2's code, where v1 adds a delta) and hue shifts by U(-h, h)
+  of a turn.
   The image is clipped to [0, 1] after each step, as in the reference. Saturation and hue are skipped for
   single-channel images.
 
@@ -152,7 +154,7 @@ def color_jitter(image, key, strength: float = 1.0, magnitudes: tuple[float, flo
   order_key, *factor_keys = jax.random.split(key, 5)
   brightness_m, contrast_m, saturation_m, hue_m = magnitudes or jitter_magnitudes(strength)
   factors = [
-    jax.random.uniform(k, minval=1.0 - m, maxval=1.0 + m)
+    jax.random.uniform(k, minval=max(0.0, 1.0 - m), maxval=1.0 + m)  # Floored at 0 (torchvision, SimCLR v2).
     for k, m in zip(factor_keys[:3], (brightness_m, contrast_m, saturation_m), strict=True)
   ]
   factors = jnp.stack([*factors, jnp.ones(())])  # Kind 3 (hue) leaves the affine part as the identity.

@@ -186,3 +186,12 @@ def test_crop_and_blur_matrices_equal_their_reference_formulas():
   reference = sum(t * rows[:, i : i + 30] for i, t in enumerate(taps(1)))
   np.testing.assert_allclose(augment.gaussian_blur(image, key, (0.5, 2.0)), reference, atol=1e-5)
   np.testing.assert_allclose(augment.gaussian_blur(image, key, (0.5, 2.0), apply=False), image, atol=1e-6)
+
+
+def test_jitter_factors_are_floored_at_zero():
+  """Strengths above 1.25 give magnitudes above 1: a factor drawn below 0 would turn the view black (a quarter of
+  the views at brightness magnitude 2); torchvision and SimCLR v2 draw from [max(0, 1 - m), 1 + m]."""
+  image = IMAGES[0] * 0.5 + 0.25
+  keys = jax.random.split(jax.random.key(8), 64)
+  views = jax.jit(jax.vmap(lambda k: augment.color_jitter(image, k, magnitudes=(2.0, 0.0, 0.0, 0.0))))(keys)
+  assert float(jnp.min(jnp.max(views, axis=(1, 2, 3)))) > 0.0
