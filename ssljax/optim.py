@@ -34,11 +34,11 @@ def _path_names(path) -> list[str]:
 
 
 def decay_mask(params, no_decay=()):
-  """True for parameters that get weight decay and LARS adaptation: kernels, not biases or norm scales, and not
-  parameters whose path contains a name in `no_decay`."""
-  return jax.tree_util.tree_map_with_path(
-    lambda path, p: p.ndim > 1 and not set(_path_names(path)) & set(no_decay), params
-  )
+  """True for parameters that get weight decay and LARS adaptation: kernels, not biases or norm scales, not the
+  online probe (SimCLR's code excludes its supervised head from both), and not parameters whose path contains a
+  name in `no_decay`."""
+  excluded = {"probe", *no_decay}
+  return jax.tree_util.tree_map_with_path(lambda path, p: p.ndim > 1 and not set(_path_names(path)) & excluded, params)
 
 
 def layerwise_lr_scales(params, layer_decay: float):

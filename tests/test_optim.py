@@ -40,6 +40,10 @@ def test_lars_excludes_biases_and_norm_parameters():
   g = 0.5 + 0.1 * 2.0
   np.testing.assert_allclose(updates["kernel"], -lr * 0.001 * (2.0 * 4) / (g * 4) * g, rtol=1e-5)
   np.testing.assert_allclose(updates["bias"], -lr * 0.5, rtol=1e-5)
+  # The online probe's kernel, like SimCLR's supervised head, gets neither weight decay nor trust scaling.
+  probe = {"probe": {"kernel": params["kernel"]}}
+  updates, _ = tx.update({"probe": {"kernel": grads["kernel"]}}, tx.init(probe), probe)
+  np.testing.assert_allclose(updates["probe"]["kernel"], -lr * 0.5, rtol=1e-5)
 
 
 def test_adamw_masks_weight_decay():
