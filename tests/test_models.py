@@ -78,3 +78,24 @@ def test_projection_head_depth_and_final_bn(num_layers):
   out, _ = head.apply(variables, x, train=True, mutable=["batch_stats"])
   np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-5)
   np.testing.assert_allclose(out.std(0), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel,strides", [((3, 3), 2), ((7, 7), 2), ((1, 1), 2), ((3, 3), 1)])
+def test_resnet_convolutions_pad_symmetrically(kernel, strides):
+  """As SimCLR's fixed_padding and torchvision: (k - 1) // 2 on both sides, so a stride-2 convolution samples
+  the same grid as the references (XLA's "SAME" puts the extra padding at the end)."""
+  from ssljax.models.resnet import symmetric_conv
+
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8, 2))
+  module = symmetric_conv(3, kernel, strides, dtype=jnp.float32)
+  variables = module.init(jax.random.key(1), x)
+  pad = [((k - 1) // 2,) * 2 for k in kernel]
+  expected = jax.lax.conv_general_dilated(
+    x, variables["params"]["kernel"], (strides, strides), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
+  np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
+  if strides == 2 and kernel != (1, 1):  # Where "SAME" differs.
+    same = jax.lax.conv_general_dilated(
+      x, variables["params"]["kernel"], (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    assert np.abs(np.asarray(same) - np.asarray(expected)).max() > 1e-3

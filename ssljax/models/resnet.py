@@ -1,6 +1,10 @@
 """ResNet v1 (He et al. 2016) as used by SimCLR: ResNet-18/34/50 with a width multiplier and an optional
 small-image stem (3x3 stride-1 convolution, no max-pool) for 32 px and smaller inputs.
 
+Deliberate differences from SimCLR's TF ResNet: the first block of stage 1 has an identity shortcut where its
+input already has the block's width (ResNet-18/34: torchvision's ResNet, which the PyTorch references MoCo, BYOL
+ports, DINO and solo-learn use; SimCLR projects every first block); the max-pool pads "SAME" as SimCLR does.
+
 BatchNorm runs over the batch axis of whatever array it sees; under `jax.jit` with a batch-sharded input that
 is the global batch (SimCLR's "global BN"), with no explicit collective needed.
 """
@@ -15,6 +19,16 @@ import jax.numpy as jnp
 # Stage depths and block type of each supported depth.
 RESNET_SPECS = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"), 50: ((3, 4, 6, 3), "bottleneck")}
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def symmetric_conv(features: int, kernel_size, strides: int = 1, *, dtype, name: str | None = None) -> nn.Conv:
+  """A bias-free convolution (BatchNorm follows) padded (k - 1) // 2 on both sides, as SimCLR's `fixed_padding` and
+  torchvision: XLA's "SAME" pads a stride-2 convolution asymmetrically (its extra row and column at the end),
+  which shifts every downsampled grid by half a pixel against the references' weights and features."""
+  padding = [((k - 1) // 2, (k - 1) // 2) for k in kernel_size]
+  return nn.Conv(
+    features, kernel_size, strides, padding=padding, use_bias=False, dtype=dtype, kernel_init=_conv_init, name=name
+  )
 
 
 class _Block(nn.Module):
@@ -75,7 +89,7 @@ class ResNet(nn.Module):
     if self.depth not in RESNET_SPECS:
       raise ValueError(f"ResNet depth must be one of {sorted(RESNET_SPECS)}, got {self.depth}")
     stage_sizes, block = RESNET_SPECS[self.depth]
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init, padding="SAME")
+    conv = functools.partial(symmetric_conv, dtype=self.dtype)
     norm = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype
     )
