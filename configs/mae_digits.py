@@ -72,7 +72,7 @@ def get_config(arg: str = ""):
         b1=0.9,
         b2=0.999,
         layer_decay=0.75,
-        no_decay=("cls_token",),
+        no_decay=("cls_token", "pos_embed", "cls_pos_embed"),  # timm/MAE: no decay on them.
       ),
       augment=simclr_digits.get_config().evals.finetune.augment.to_dict(),
       drop_path=0.1,

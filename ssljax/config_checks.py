@@ -122,6 +122,7 @@ SCHEMA = {
         "patch_size": int,
         "pool": Optional(str),
         "drop_path": Optional(NUMBER),
+        "learned_pos_embed": Optional(bool),
       },
     },
   ),

@@ -43,15 +43,15 @@ def decay_mask(params, no_decay=()):
 
 def layerwise_lr_scales(params, layer_decay: float):
   """Per-parameter learning-rate multipliers of a ViT, as in MAE's fine-tuning (after BEiT): the patch
-  embedding and class token are layer 0, block i is layer i + 1, everything after the blocks (norms, head) is
-  layer L + 1 for L blocks; layer l gets layer_decay ** (L + 1 - l)."""
+  embedding, class token and position embedding are layer 0, block i is layer i + 1, everything after the blocks
+  (norms, head) is layer L + 1 for L blocks; layer l gets layer_decay ** (L + 1 - l)."""
 
   def layer(path):
     names = _path_names(path)
     block = [int(m.group(1)) for m in map(re.compile(r"blocks_(\d+)$").match, names) if m]
     if block:
       return block[0] + 1
-    return 0 if {"patch_embed", "cls_token"} & set(names) else None  # None: after the last block.
+    return 0 if {"patch_embed", "cls_token", "pos_embed", "cls_pos_embed"} & set(names) else None  # None: after.
 
   layers = jax.tree_util.tree_map_with_path(lambda path, _: layer(path), params)
   block_layers = [x for x in jax.tree.leaves(layers) if x is not None]

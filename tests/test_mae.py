@@ -16,6 +16,7 @@ from jax.sharding import PartitionSpec as P
 from configs import mae_digits
 from ssljax import losses, optim
 from ssljax.config import ConfigError
+from ssljax.evaluators.finetune import finetune_config
 from ssljax.methods import BuildInfo, build_method
 from ssljax.models import ViT, mae, patchify, random_masking, sincos_pos_embed_2d, unpatchify, vit
 from ssljax.models.vit import Attention
@@ -137,6 +138,28 @@ def test_vit_b16_parameter_count_equals_timm():
   variables = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)))))
   count = sum(x.size for x in jax.tree.leaves(variables))
   assert count + 768 * 1000 + 1000 == 86_567_656 - 197 * 768
+  # Fine-tuning (learned position embedding, as MAE's fine-tuning trains it): exactly timm's model, less its head.
+  learned = ViT(patch_size=16, width=768, depth=12, num_heads=12, learned_pos_embed=True)
+  variables = jax.eval_shape(lambda: nn.meta.unbox(learned.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)))))
+  assert sum(x.size for x in jax.tree.leaves(variables)) + 768 * 1000 + 1000 == 86_567_656
+
+
+def test_learned_position_embedding_starts_at_sincos_and_trains():
+  """At initialisation the learned embedding is the fixed sin-cos table (class token: 0), so a pretrained encoder
+  computes the same features when fine-tuning starts; then it gets gradients. Fine-tuning turns it on."""
+  images = jax.random.uniform(jax.random.key(0), (2, 16, 16, 1))
+  fixed = ViT(patch_size=4, width=32, depth=2, num_heads=4)
+  learned = ViT(patch_size=4, width=32, depth=2, num_heads=4, learned_pos_embed=True)
+  params = nn.meta.unbox(learned.init(jax.random.key(1), images))["params"]
+  np.testing.assert_allclose(params["pos_embed"]["table"], sincos_pos_embed_2d(32, 4), atol=1e-6)
+  shared = {k: v for k, v in params.items() if k not in ("pos_embed", "cls_pos_embed")}
+  np.testing.assert_allclose(
+    learned.apply({"params": params}, images), fixed.apply({"params": shared}, images), rtol=1e-5, atol=1e-6
+  )
+  grads = jax.grad(lambda p: learned.apply({"params": p}, images).sum())(params)
+  assert float(jnp.abs(grads["pos_embed"]["table"]).max()) > 0 and float(jnp.abs(grads["cls_pos_embed"]).max()) > 0
+  config = mae_digits.get_config()
+  assert finetune_config(config, 100, config.evals.finetune.to_dict()).model.learned_pos_embed
 
 
 def test_attention_equals_softmax_attention():

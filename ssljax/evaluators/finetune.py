@@ -27,6 +27,7 @@ def finetune_config(pretrain_config, num_examples: int, settings: dict):
   if config.model.name == "vit":
     config.model.pool = "mean"
     config.model.drop_path = settings.get("drop_path", 0.1)
+    config.model.learned_pos_embed = True  # MAE's fine-tuning trains the (sin-cos initialised) position embedding.
   config.augment = dict(settings["augment"])
   devices = jax.device_count()
   config.batch_size = min(settings["batch_size"], num_examples // devices * devices)

@@ -28,7 +28,7 @@ def build_encoder(model_config, image_size: int, dtype):
   """The encoder named by `config.model` for square images of `image_size`.
 
   resnet: depth, width, small_stem. vit: variant (Ti/S/B/L/H) with optional width/depth/num_heads overrides,
-  patch_size, pool ("cls" | "mean"), drop_path.
+  patch_size, pool ("cls" | "mean"), drop_path, learned_pos_embed.
   """
   name = require_choice(model_config.name, {"resnet", "vit"}, "config.model.name")
   if name == "vit":
@@ -56,7 +56,16 @@ def _build_vit(model_config, image_size: int, dtype) -> ViT:
   if width % num_heads or width % 4:
     raise ConfigError(f"config.model.width: {width} must be divisible by 4 and by num_heads {num_heads}")
   pool = require_choice(model_config.get("pool", "cls"), {"cls", "mean"}, "config.model.pool")
-  return ViT(patch_size, width, depth, num_heads, pool=pool, drop_path=model_config.get("drop_path", 0.0), dtype=dtype)
+  return ViT(
+    patch_size,
+    width,
+    depth,
+    num_heads,
+    pool=pool,
+    drop_path=model_config.get("drop_path", 0.0),
+    learned_pos_embed=model_config.get("learned_pos_embed", False),
+    dtype=dtype,
+  )
 
 
 def teacher_train_mode(encoder) -> bool:

@@ -147,6 +147,21 @@ class Block(nn.Module):
     return x + drop(y)
 
 
+class PositionEmbedding(nn.Module):
+  """[L, width] position embedding of L patch tokens on a square grid: the fixed 2D sin-cos table (any L, e.g.
+  DINO's local crops), or a parameter initialised to it (`learned`, for one L)."""
+
+  width: int
+  learned: bool = False
+
+  @nn.compact
+  def __call__(self, num_patches: int):
+    table = sincos_pos_embed_2d(self.width, square_grid_size(num_patches))
+    if not self.learned:
+      return table
+    return self.param("table", partitioned(lambda *_: jnp.asarray(table), (None, "embed")), table.shape)
+
+
 class Transformer(nn.Module):
   """`depth` blocks; stochastic-depth rates rise linearly from 0 to `drop_path` (as in timm/DeiT)."""
 
@@ -174,6 +189,8 @@ class ViT(nn.Module):
     pool: "cls" (the normalised class token; MAE's linear-probe features) or "mean" (the mean of the patch tokens
       through a fresh `fc_norm`; MAE's fine-tuning default, which replaces the final norm).
     drop_path: stochastic-depth rate of the last block (fine-tuning; 0 for pretraining).
+    learned_pos_embed: the position embedding is a parameter (initialised to the 2D sin-cos values, zeros for the
+      class token) instead of the fixed sin-cos table: MAE's fine-tuning trains it, its pretraining does not.
   """
 
   patch_size: int
@@ -183,6 +200,7 @@ class ViT(nn.Module):
   mlp_ratio: float = 4.0
   pool: str = "cls"
   drop_path: float = 0.0
+  learned_pos_embed: bool = False
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -191,6 +209,9 @@ class ViT(nn.Module):
       "cls_token", partitioned(nn.initializers.normal(0.02), (None, None, "embed")), (1, 1, self.width)
     )
     self.transformer = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.drop_path, self.dtype)
+    self.position = PositionEmbedding(self.width, self.learned_pos_embed, name="pos_embed")
+    if self.learned_pos_embed:
+      self.cls_pos_embed = self.param("cls_pos_embed", nn.initializers.zeros, (1, 1, self.width))
     if self.pool == "cls":
       self.norm = layer_norm(self.dtype)
     elif self.pool == "mean":
@@ -204,12 +225,13 @@ class ViT(nn.Module):
 
   def embed_patches(self, images):
     tokens = self.patch_embed(patchify(images, self.patch_size))
-    return tokens + sincos_pos_embed_2d(self.width, square_grid_size(tokens.shape[1])).astype(tokens.dtype)
+    return tokens + self.position(tokens.shape[1]).astype(tokens.dtype)
 
   def encode_tokens(self, tokens, train: bool = True):
     """[N, L', width] position-embedded tokens -> [N, 1 + L', width]; the class token (position embedding 0)
     comes first. With pool="mean" the output is not normalised (only the pooled vector is)."""
-    cls = jnp.broadcast_to(self.cls_token.astype(tokens.dtype), (tokens.shape[0], 1, self.width))
+    cls = self.cls_token + self.cls_pos_embed if self.learned_pos_embed else self.cls_token
+    cls = jnp.broadcast_to(cls.astype(tokens.dtype), (tokens.shape[0], 1, self.width))
     x = self.transformer(jnp.concatenate([cls, tokens], axis=1), train)
     return self.norm(x) if self.pool == "cls" else x
 
