@@ -2,6 +2,7 @@ r"""MAE on scikit-learn's digits (upsampled to 16x16, 4x4 patches, 75% masked): 
 
   python -m ssljax.train --config configs/mae_digits.py --workdir /tmp/ssljax/mae_digits
   python -m ssljax.train --config configs/mae_digits.py:runlocal --workdir /tmp/ssljax/mae_digits_smoke
+  python -m ssljax.train --config configs/mae_digits.py:lora --workdir /tmp/ssljax/mae_digits_lora   # + LoRA
 
 A small ViT (width 128, depth 4, 4 heads; 16 patches of which 4 are visible) and a 2-block decoder of width 64.
 Pixel loss without per-patch normalisation, so that reconstructions show pixels directly (many digit patches are
@@ -81,6 +82,10 @@ def get_config(arg: str = ""):
     reconstruction=dict(type="reconstruction", num_images=16),
   )
 
+  if "lora" in arg.split(","):  # LoRA fine-tuning beside full fine-tuning and the linear probe (lecture 001).
+    lora = {k: v for k, v in config.evals.finetune.to_dict().items() if k != "type"}
+    lora["optimizer"].update(base_lr=4e-3, layer_decay=1.0)  # Adapters start at 0: a larger lr, no layer decay.
+    config.evals.lora = dict(lora, type="lora_finetune", rank=8, alpha=16.0)
   if "runlocal" in arg.split(","):  # A ~30 s smoke run of the whole pipeline.
     config.batch_size = 64
     config.total_steps = 12
@@ -88,4 +93,6 @@ def get_config(arg: str = ""):
     config.checkpoint_every = 4
     config.evals.linear.steps = 100
     config.evals.finetune.epochs = 1
+    if "lora" in config.evals:
+      config.evals.lora.epochs = 1
   return config

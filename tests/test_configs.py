@@ -12,7 +12,12 @@ from ssljax import config_checks, optim, train_step
 CONFIGS = sorted(
   p.stem for p in (pathlib.Path(__file__).parent.parent / "configs").glob("*.py") if not p.stem.startswith("_")
 )
-VARIANTS = {"moco_v3_imagenet": ("", "vit_small"), "dino_imagenet": ("", "resnet50"), "simclr_cifar10": ("", "v2")}
+VARIANTS = {
+  "moco_v3_imagenet": ("", "vit_small"),
+  "dino_imagenet": ("", "resnet50"),
+  "simclr_cifar10": ("", "v2"),
+  "mae_digits": ("", "lora"),
+}
 
 
 @pytest.mark.parametrize(

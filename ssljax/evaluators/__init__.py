@@ -70,13 +70,14 @@ class EvalContext:
 
 def registry() -> dict:
   """{type: evaluator function}."""
-  from ssljax.evaluators import embedding_plot, fewshot, finetune, knn, linear_probe, reconstruction
+  from ssljax.evaluators import embedding_plot, fewshot, finetune, knn, linear_probe, lora_finetune, reconstruction
 
   return {
     "linear_probe": linear_probe.run,
     "knn": knn.run,
     "fewshot": fewshot.run,
     "finetune": finetune.run,
+    "lora_finetune": lora_finetune.run,
     "embedding_plot": embedding_plot.run,
     "reconstruction": reconstruction.run,
   }

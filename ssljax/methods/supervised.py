@@ -35,10 +35,23 @@ def cross_entropy_loss(outputs, batch, step, label_smoothing: float):
   return optax.softmax_cross_entropy(logits, targets).mean(), {"train_accuracy": accuracy}
 
 
+def lora_frozen(params, step=None):
+  """A `Method.frozen` tree for LoRA fine-tuning: everything frozen but the adapters (modules "*_lora") and the
+  classification head."""
+  del step
+
+  def leaf(path, _):
+    keys = [str(getattr(k, "key", k)) for k in path]
+    return jnp.array(not any(k.endswith("_lora") or k == "head" for k in keys))
+
+  return jax.tree_util.tree_map_with_path(leaf, params)
+
+
 def build(config, info) -> Method:
   dtype = jnp.dtype(config.dtype)
   encoder = models.build_encoder(config.model, config.dataset.image_size, dtype)
   return Method(
+    frozen=lora_frozen if config.model.get("lora") else None,
     model=Classifier(encoder, info.num_classes),
     make_inputs=functools.partial(
       augment.single_view, config=augment.AugmentConfig(size=config.dataset.image_size, **config.augment)

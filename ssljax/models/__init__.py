@@ -28,7 +28,7 @@ def build_encoder(model_config, image_size: int, dtype):
   """The encoder named by `config.model` for square images of `image_size`.
 
   resnet: depth, width, small_stem. vit: variant (Ti/S/B/L/H) with optional width/depth/num_heads overrides,
-  patch_size, pool ("cls" | "mean"), drop_path, learned_pos_embed.
+  patch_size, pool ("cls" | "mean"), drop_path, learned_pos_embed, lora (rank, alpha).
   """
   name = require_choice(model_config.name, {"resnet", "vit"}, "config.model.name")
   if name == "vit":
@@ -64,6 +64,7 @@ def _build_vit(model_config, image_size: int, dtype) -> ViT:
     pool=pool,
     drop_path=model_config.get("drop_path", 0.0),
     learned_pos_embed=model_config.get("learned_pos_embed", False),
+    lora=(lora.rank, lora.alpha) if (lora := model_config.get("lora")) else None,
     dtype=dtype,
   )
 

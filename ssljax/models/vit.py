@@ -76,9 +76,41 @@ def attention_implementation(dtype, head_dim: int, platform: str) -> str | None:
   return "cudnn" if supported and head_dim % 8 == 0 and head_dim <= 128 else None
 
 
+class LoRA(nn.Module):
+  """The low-rank update of a linear layer (Hu et al. 2021): (alpha / rank) x A B for inputs x [..., *in] and
+  outputs [..., *out], A [prod(in), rank] ~ U(+-1/sqrt(prod(in))) (their code's Kaiming-uniform), B = 0, so the
+  adapted layer starts as the pretrained one. Added to the layer's output; only A and B are trained."""
+
+  out_shape: tuple
+  num_in_axes: int
+  rank: int
+  alpha: float
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    fan_in = int(np.prod(x.shape[-self.num_in_axes :]))
+    bound = 1.0 / np.sqrt(fan_in)
+    a = self.param(
+      "a", lambda key, shape: jax.random.uniform(key, shape, minval=-bound, maxval=bound), (fan_in, self.rank)
+    )
+    b = self.param("b", nn.initializers.zeros, (self.rank, int(np.prod(self.out_shape))))
+    flat = x.reshape(*x.shape[: -self.num_in_axes], fan_in)
+    delta = (flat @ a.astype(self.dtype)) @ b.astype(self.dtype) * (self.alpha / self.rank)
+    return delta.reshape(*x.shape[: -self.num_in_axes], *self.out_shape)
+
+
+def _adapted(layer_output, x, lora: tuple | None, out_shape: tuple, num_in_axes: int, dtype, name: str):
+  """`layer_output` plus a `LoRA` branch on `x` when `lora` = (rank, alpha) is set."""
+  if lora is None:
+    return layer_output
+  return layer_output + LoRA(out_shape, num_in_axes, *lora, dtype=dtype, name=name)(x)
+
+
 class Attention(nn.Module):
   num_heads: int
   dtype: Any = jnp.float32
+  lora: tuple | None = None  # (rank, alpha): LoRA on the qkv and output projections.
 
   @nn.compact
   def __call__(self, x):
@@ -86,17 +118,19 @@ class Attention(nn.Module):
     head_dim = width // self.num_heads
     # DenseGeneral initialises the flattened [D, 3D] kernel: fan-in D, fan-out 3D, as the reference's Xavier
     # init of its fused qkv weight.
+    qkv_shape = (3, self.num_heads, head_dim)
     qkv = nn.DenseGeneral(
-      (3, self.num_heads, head_dim),
+      qkv_shape,
       dtype=self.dtype,
       kernel_init=partitioned(_xavier, ("embed", "qkv", "heads", "kv")),
       bias_init=partitioned(nn.initializers.zeros, ("qkv", "heads", "kv")),
       name="qkv",
     )(x)
+    qkv = _adapted(qkv, x, self.lora, qkv_shape, 1, self.dtype, "qkv_lora")
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [N, T, heads, head_dim]
     implementation = attention_implementation(query.dtype, head_dim, jax.default_backend())
     out = jax.nn.dot_product_attention(query, key, value, implementation=implementation)
-    return nn.DenseGeneral(
+    projected = nn.DenseGeneral(
       width,
       axis=(-2, -1),
       dtype=self.dtype,
@@ -104,6 +138,7 @@ class Attention(nn.Module):
       bias_init=partitioned(nn.initializers.zeros, ("embed",)),
       name="proj",
     )(out)
+    return _adapted(projected, out, self.lora, (width,), 2, self.dtype, "proj_lora")
 
 
 def dense(features: int, names, dtype, name: str):
@@ -135,15 +170,21 @@ class Block(nn.Module):
   mlp_ratio: float = 4.0
   drop_path: float = 0.0
   dtype: Any = jnp.float32
+  lora: tuple | None = None  # (rank, alpha): LoRA on every linear layer of the block.
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    width = x.shape[-1]
+    width, hidden = x.shape[-1], int(x.shape[-1] * self.mlp_ratio)
     drop = nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train or self.drop_path == 0)
-    x = x + drop(Attention(self.num_heads, self.dtype, name="attn")(layer_norm(self.dtype, "norm1")(x)))
+    x = x + drop(Attention(self.num_heads, self.dtype, self.lora, name="attn")(layer_norm(self.dtype, "norm1")(x)))
     y = layer_norm(self.dtype, "norm2")(x)
-    y = dense(int(width * self.mlp_ratio), ("embed", "mlp"), self.dtype, "fc1")(y)
-    y = dense(width, ("mlp", "embed"), self.dtype, "fc2")(nn.gelu(y, approximate=False))
+    h = _adapted(
+      dense(hidden, ("embed", "mlp"), self.dtype, "fc1")(y), y, self.lora, (hidden,), 1, self.dtype, "fc1_lora"
+    )
+    h = nn.gelu(h, approximate=False)
+    y = _adapted(
+      dense(width, ("mlp", "embed"), self.dtype, "fc2")(h), h, self.lora, (width,), 1, self.dtype, "fc2_lora"
+    )
     return x + drop(y)
 
 
@@ -170,11 +211,12 @@ class Transformer(nn.Module):
   mlp_ratio: float = 4.0
   drop_path: float = 0.0
   dtype: Any = jnp.float32
+  lora: tuple | None = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     for i, rate in enumerate(np.linspace(0.0, self.drop_path, self.depth)):
-      x = Block(self.num_heads, self.mlp_ratio, float(rate), self.dtype, name=f"blocks_{i}")(x, train)
+      x = Block(self.num_heads, self.mlp_ratio, float(rate), self.dtype, self.lora, name=f"blocks_{i}")(x, train)
     return x
 
 
@@ -191,6 +233,7 @@ class ViT(nn.Module):
     drop_path: stochastic-depth rate of the last block (fine-tuning; 0 for pretraining).
     learned_pos_embed: the position embedding is a parameter (initialised to the 2D sin-cos values, zeros for the
       class token) instead of the fixed sin-cos table: MAE's fine-tuning trains it, its pretraining does not.
+    lora: (rank, alpha): a `LoRA` branch on every linear layer of the blocks (qkv, output projection, MLP).
   """
 
   patch_size: int
@@ -201,6 +244,7 @@ class ViT(nn.Module):
   pool: str = "cls"
   drop_path: float = 0.0
   learned_pos_embed: bool = False
+  lora: tuple | None = None
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -208,7 +252,7 @@ class ViT(nn.Module):
     self.cls_token = self.param(
       "cls_token", partitioned(nn.initializers.normal(0.02), (None, None, "embed")), (1, 1, self.width)
     )
-    self.transformer = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.drop_path, self.dtype)
+    self.transformer = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.drop_path, self.dtype, self.lora)
     self.position = PositionEmbedding(self.width, self.learned_pos_embed, name="pos_embed")
     if self.learned_pos_embed:
       self.cls_pos_embed = self.param("cls_pos_embed", nn.initializers.zeros, (1, 1, self.width))
