@@ -13,17 +13,18 @@ CONFIGS = sorted(
   p.stem for p in (pathlib.Path(__file__).parent.parent / "configs").glob("*.py") if not p.stem.startswith("_")
 )
 VARIANTS = {
-  "moco_v3_imagenet": ("", "vit_small"),
-  "dino_imagenet": ("", "resnet50"),
-  "simclr_cifar10": ("", "v2"),
-  "mae_digits": ("", "lora"),
+  "moco_v3_imagenet": ("vit_small",),
+  "dino_imagenet": ("resnet50",),
+  "simclr_cifar10": ("v2",),
+  "mae_digits": ("lora",),
 }
 
 
 @pytest.mark.parametrize(
-  ("name", "variant"), [(name, variant) for name in CONFIGS for variant in VARIANTS.get(name, ("",))]
+  ("name", "variant", "runlocal"),
+  [(name, "", runlocal) for name in CONFIGS for runlocal in (False, True)]
+  + [(name, variant, False) for name, variants in VARIANTS.items() for variant in variants],
 )
-@pytest.mark.parametrize("runlocal", [False, True])
 def test_config_builds_a_trainer(name, variant, runlocal, mesh8):
   arg = ",".join(a for a in (variant, "runlocal" if runlocal else "") if a)
   config = importlib.import_module(f"configs.{name}").get_config(arg)
