@@ -9,10 +9,12 @@ Pixel loss without per-patch normalisation, so that reconstructions show pixels 
 blank, where the normalised target is degenerate). Base learning rate 1.5e-3 x B/256: the paper's 1.5e-4 barely
 beats the mean patch within this budget of 2245 steps.
 
-Expected (2-core CPU, about 5 minutes of training, 7 with evaluation): held-out masked-patch MSE 0.016 vs 0.044
-for predicting the mean patch; linear probe on the class token 0.983 (all labels) / 0.897 (10 per class) vs raw
-pixels 0.972 / 0.853; fine-tuning 0.989 vs 0.944 from random initialisation; WORKDIR/reconstructions.png shows
-recognisable digits.
+Expected (2-core CPU, about 5 minutes of training, 8 with evaluation; measured 2026-11-23 with `:lora`): held-out
+masked-patch MSE 0.016 vs 0.044 for predicting the mean patch; linear probe on the class token 0.983 (all labels)
+/ 0.889 (10 per class) vs raw pixels 0.972 / 0.853 and a random ViT 0.953 / 0.719; fine-tuning (all labels)
+0.989 vs 0.961 from random initialisation (its own recipe: no layer-wise decay); with `:lora`, LoRA rank 8 on
+every linear layer of the blocks 0.986 training 66,826 parameters (7.7% of this small ViT; the linear probe trains
+1,290); WORKDIR/reconstructions.png shows recognisable digits.
 """
 
 import ml_collections
