@@ -193,7 +193,8 @@ def gaussian_blur(image, key, sigma_range=(0.1, 2.0), apply=True):
   def matrix(size):
     return jnp.where(apply, _blur_matrix(sigma, size), jnp.eye(size))
 
-  return _separable(image, matrix(image.shape[0]), matrix(image.shape[1]))
+  rows = matrix(image.shape[0])
+  return _separable(image, rows, rows if image.shape[1] == image.shape[0] else matrix(image.shape[1]))
 
 
 def solarize(image, threshold: float = 0.5):
@@ -205,7 +206,7 @@ def _maybe(key, prob: float, transform, image):
   """Apply `transform` with probability `prob`, statically skipped when `prob` is 0."""
   if prob <= 0.0:
     return image
-  return jnp.where(jax.random.uniform(key) < prob, transform(image), image)
+  return jnp.where(_draw(key, prob), transform(image), image)
 
 
 def _draw(key, prob: float):

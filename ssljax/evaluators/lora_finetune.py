@@ -41,7 +41,7 @@ def run(context, rank: int, alpha: float, label_budgets=("all",), seed: int = 0,
     results[f"lora_finetune/ssl/{budget_name}"] = finetune.finetune_accuracy(
       config, context.mesh, init, source, context.test_source, context.config.eval_batch_size, seed
     )
-    trained, total = parameter_counts(config, context.mesh, len(source), source.num_classes)
+  trained, total = parameter_counts(config, context.mesh, len(source), source.num_classes)  # Same for every budget.
   results["lora_finetune/ssl/trained_params"] = trained
   results["lora_finetune/ssl/trained_fraction"] = trained / total
   return results
