@@ -18,8 +18,11 @@ every linear layer of the blocks 0.986 training 66,826 parameters (7.7% of this 
 """
 
 import ml_collections
+from ml_collections import config_dict
 
-from configs import simclr_digits
+from ssljax.evaluators import linear_eval
+
+_digit_crops = linear_eval.crop_and_flip(crop_scale=(0.3, 1.0), flip_prob=0.0)
 
 
 def get_config(arg: str = ""):
@@ -28,7 +31,14 @@ def get_config(arg: str = ""):
   config.seed = 0
   config.dtype = "float32"
 
-  config.dataset = dict(name="digits", train_split="train", test_split="test", image_size=16, channels=1, data_dir=None)
+  config.dataset = dict(
+    name="digits",
+    train_split="train",
+    test_split="test",
+    image_size=16,
+    channels=1,
+    data_dir=config_dict.placeholder(str),
+  )
   config.model = dict(
     name="vit", variant="Ti", width=128, depth=4, num_heads=4, patch_size=4, pool="cls", drop_path=0.0
   )
@@ -77,9 +87,19 @@ def get_config(arg: str = ""):
         layer_decay=0.75,
         no_decay=("cls_token", "pos_embed", "cls_pos_embed"),  # timm/MAE: no decay on them.
       ),
-      augment=simclr_digits.get_config().evals.finetune.augment.to_dict(),
+      augment=dict(crop_scale=(0.3, 1.0)),  # Overrides of config.augment: larger crops than pretraining's.
       drop_path=0.1,
       label_smoothing=0.1,
+    ),
+    # MAE's linear probing (facebookresearch/mae main_linprobe.py): BatchNorm without affine before the head, LARS,
+    # 90 epochs on random crops (as in pretraining; no flips: digits are not mirror-symmetric), at the paper's
+    # peak lr (0.1 x 16384 / 256 = 6.4) rather than 0.1 x B/256 = 0.1: under LARS a step moves the head by a
+    # fraction of its norm set by the lr alone, and 90 digits epochs are 450 steps, not ImageNet's 7,000.
+    linear_mae=linear_eval.paper_protocol(
+      "mae",
+      batch_size=256,
+      augment=_digit_crops,
+      optimizer={**linear_eval.PROTOCOLS["mae"]["optimizer"], "base_lr": 6.4, "lr_scaling": "none"},
     ),
     reconstruction=dict(type="reconstruction", num_images=16),
   )
@@ -95,6 +115,7 @@ def get_config(arg: str = ""):
     config.checkpoint_every = 4
     config.evals.linear.steps = 100
     config.evals.finetune.epochs = 1
+    config.evals.linear_mae.update(epochs=1, warmup_epochs=0, baselines=())
     if "lora" in config.evals:
       config.evals.lora.epochs = 1
   return config

@@ -53,9 +53,9 @@ def random_network_variables(encoder, variables: dict, batches) -> dict:
   return {**variables, "batch_stats": mean}
 
 
-def random_init(trainer: Trainer, seed: int, train_source, batch_size: int):
-  """The "random_init" featurizer: the method's encoder, freshly initialised with `seed`, made a fair random
-  network on up to MAX_STATISTICS_BATCHES batches of `batch_size` (unaugmented) training images."""
+def random_init_variables(trainer: Trainer, seed: int, train_source, batch_size: int) -> dict:
+  """The method's encoder's variables, freshly initialised with `seed`, made a fair random network on up to
+  MAX_STATISTICS_BATCHES batches of `batch_size` (unaugmented) training images."""
   devices = jax.device_count()
   batch_size = min(batch_size, len(train_source) // devices * devices)
 
@@ -63,9 +63,12 @@ def random_init(trainer: Trainer, seed: int, train_source, batch_size: int):
     indices = np.arange(b * batch_size, (b + 1) * batch_size).reshape(jax.process_count(), -1)[jax.process_index()]
     return data.global_batch(train_source.get(indices), trainer.batch_sharding)["image"]
 
-  encoder = trainer.method.model.encoder
   variables = encoder_variables(eval_variables(trainer.make_state(seed), trainer.method))
   batches = (images(b) for b in range(min(MAX_STATISTICS_BATCHES, len(train_source) // max(batch_size, 1))))
-  variables = random_network_variables(encoder, variables, batches)
+  return random_network_variables(trainer.method.model.encoder, variables, batches)
+
+
+def encoder_featurizer(encoder, variables: dict):
+  """images [N, H, W, C] -> features [N, D] of `encoder` with `variables`, in inference mode (jitted)."""
   apply = jax.jit(lambda v, images: encoder.apply(v, images, train=False))
   return functools.partial(apply, variables)

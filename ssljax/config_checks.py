@@ -60,39 +60,40 @@ OPTIMIZER = ByName(
 )
 _EVERY = {"type": str, "every_steps": Optional(int)}
 _FINETUNE_OPTIMIZER = ByName("name", {k: {**v, "warmup_steps": Optional(int)} for k, v in OPTIMIZER.choices.items()})
+_BUDGETS = {"label_budgets": Optional(tuple), "seed": Optional(int)}
+# What a supervised run on top of the encoder trains with (fine-tuning, LoRA, self-training, linear evaluation).
+_TRAINING = {
+  "batch_size": int,
+  "epochs": NUMBER,
+  "warmup_epochs": Optional(NUMBER),
+  "optimizer": _FINETUNE_OPTIMIZER,
+  "augment": Optional(AUGMENT_OVERRIDES),  # Overrides of config.augment.
+}
+_FINETUNING = {**_EVERY, **_BUDGETS, **_TRAINING, "drop_path": Optional(NUMBER), "label_smoothing": Optional(NUMBER)}
 EVALUATOR = ByName(
   "type",
   {
-    "linear_probe": {**_EVERY, "label_budgets": Optional(tuple), "steps": Optional(int), "seed": Optional(int)},
+    "linear_probe": {**_EVERY, **_BUDGETS, "steps": Optional(int)},
     "knn": {**_EVERY, "ks": Optional(tuple), "temperature": Optional(NUMBER)},
     "fewshot": {**_EVERY, "shots": Optional(tuple), "l2_reg": Optional(NUMBER), "seeds": Optional(tuple)},
-    "finetune": {
-      **_EVERY,
-      "label_budgets": Optional(tuple),
-      "baselines": Optional(tuple),
-      "seed": Optional(int),
-      "batch_size": int,
-      "epochs": NUMBER,
-      "warmup_epochs": Optional(NUMBER),
-      "optimizer": _FINETUNE_OPTIMIZER,
-      "scratch_optimizer": Optional(_FINETUNE_OPTIMIZER),
-      "augment": AUGMENT,
-      "drop_path": Optional(NUMBER),
-      "label_smoothing": Optional(NUMBER),
+    "finetune": {**_FINETUNING, "baselines": Optional(tuple), "scratch_optimizer": Optional(_FINETUNE_OPTIMIZER)},
+    "lora_finetune": {**_FINETUNING, "rank": int, "alpha": NUMBER},
+    "self_training": {
+      **_FINETUNING,
+      "threshold": NUMBER,
+      "top_fraction": Optional(NUMBER),
+      "student_epochs": NUMBER,
+      "crops": Optional(tuple),
+      "flip": Optional(bool),
     },
-    "lora_finetune": {
+    "linear_eval": {
       **_EVERY,
-      "label_budgets": Optional(tuple),
-      "seed": Optional(int),
-      "rank": int,
-      "alpha": NUMBER,
-      "batch_size": int,
-      "epochs": NUMBER,
-      "warmup_epochs": Optional(NUMBER),
-      "optimizer": _FINETUNE_OPTIMIZER,
-      "augment": AUGMENT,
-      "drop_path": Optional(NUMBER),
-      "label_smoothing": Optional(NUMBER),
+      **_BUDGETS,
+      **_TRAINING,
+      "protocol": str,
+      "baselines": Optional(tuple),
+      "head_norm": bool,
+      "head_init_std": NUMBER,
     },
     "embedding_plot": {
       **_EVERY,
@@ -122,11 +123,12 @@ SCHEMA = {
     "image_size": int,
     "channels": int,
     "data_dir": Optional((str, types.NoneType)),
+    "skip_bad_files": Optional(bool),  # "folder": skip (and count) unreadable images instead of stopping.
   },
   "model": ByName(
     "name",
     {
-      "resnet": {"name": str, "depth": int, "width": NUMBER, "small_stem": bool},
+      "resnet": {"name": str, "depth": int, "width": NUMBER, "small_stem": bool, "conv_init": Optional(str)},
       "vit": {
         "name": str,
         "variant": str,
@@ -147,13 +149,21 @@ SCHEMA = {
       "proj_dim": int,
       "proj_layers": int,
       "proj_hidden_dim": Optional(OPTIONAL_INT),
+      "proj_init_std": Optional(OPTIONAL_NUMBER),
       "block_size": Optional(OPTIONAL_INT),
     }
   ),
   "mae": Optional(
     {"mask_ratio": NUMBER, "norm_pix": bool, "decoder_width": int, "decoder_depth": int, "decoder_heads": int}
   ),
-  "supervised": Optional({"label_smoothing": NUMBER}),
+  "supervised": Optional(
+    {
+      "label_smoothing": NUMBER,
+      "frozen_encoder": Optional(bool),
+      "head_norm": Optional(bool),
+      "head_init_std": Optional(NUMBER),
+    }
+  ),
   "augment": AUGMENT,
   # Per-view overrides of `augment` (BYOL's asymmetric views) and multi-crop (DINO): see augment.view_configs.
   "views": Optional({"view1": Optional(AUGMENT_OVERRIDES), "view2": Optional(AUGMENT_OVERRIDES)}),
@@ -285,6 +295,19 @@ def validate(config):
     require_choice(eval_config.type, registered, f"config.evals.{name}.type")
     if eval_config.type == "reconstruction" and config.method != "mae":
       raise ConfigError(f"config.evals.{name}: the reconstruction evaluator needs method 'mae', not {config.method!r}")
+    if "augment" in eval_config:
+      _check_augment(eval_config.augment, f"config.evals.{name}.augment")
+    if eval_config.type == "self_training":
+      _probability(eval_config.threshold, f"config.evals.{name}.threshold")
+      _probability(eval_config.get("top_fraction", 1.0), f"config.evals.{name}.top_fraction")
+      if any(not isinstance(c, NUMBER) or not 0 < c <= 1 for c in eval_config.get("crops", (1.0,))):
+        raise ConfigError(f"config.evals.{name}.crops: {eval_config.crops!r} must be fractions of the side in (0, 1]")
+    if eval_config.type == "linear_eval":
+      from ssljax.evaluators.linear_eval import PROTOCOLS
+
+      require_choice(eval_config.protocol, PROTOCOLS, f"config.evals.{name}.protocol")
+      for baseline in eval_config.get("baselines", ()):
+        require_choice(baseline, ("random_init",), f"config.evals.{name}.baselines")
   if jax.process_count() > 1 and config.batch_size % jax.process_count():
     raise ConfigError(f"config.batch_size: {config.batch_size} does not split over {jax.process_count()} processes")
 

@@ -5,6 +5,7 @@
 written by evaluators.
 """
 
+import copy
 import functools
 import json
 import os
@@ -13,6 +14,7 @@ import time
 import jax
 import jax.numpy as jnp
 from absl import logging
+from ml_collections import ConfigDict, config_dict
 from tqdm import tqdm
 
 from ssljax import baselines as baselines_lib
@@ -20,7 +22,7 @@ from ssljax import checkpoint, config_checks, data, evaluators, sharding
 from ssljax.config import ConfigError, require_choice
 from ssljax.metric_writer import MetricWriter
 from ssljax.preemption import PreemptionWatch
-from ssljax.train_step import Trainer, build_trainer, eval_variables, run_steps
+from ssljax.train_step import Trainer, build_trainer, encoder_variables, eval_variables, run_steps
 
 CONFIG_FILE = "config.json"  # The run's config, as `python -m ssljax.evaluate --workdir` reads it back.
 MAX_NONFINITE_STEPS = 3  # Default of config.max_nonfinite_steps: skipped updates in a row before a rollback.
@@ -47,6 +49,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   test_source = data.load_source(config.dataset, config.dataset.test_split)
+  config = with_resolved_data_dir(config, train_source)
   trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
   data.StepIndexedSampler(len(train_source), config.batch_size, config.seed).global_indices(0)  # Batch fits?
 
@@ -70,6 +73,17 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   return results
 
 
+def with_resolved_data_dir(config, source):
+  """`config` with `dataset.data_dir` set to where `source` was read from when the config left it to tfds
+  ($TFDS_DATA_DIR or tfds's default), so that the saved config.json alone re-evaluates the run."""
+  where = getattr(source, "data_dir", None)
+  if where is None or config.dataset.get("data_dir"):
+    return config
+  config = copy.deepcopy(config)
+  config.dataset.data_dir = where
+  return config
+
+
 def restore(config, workdir: str, trainer: Trainer, manager):
   """The newest readable checkpoint of `workdir` (None if there is none); one-line ConfigError when it was
   written by an incompatible config, naming the config keys that changed since."""
@@ -81,6 +95,27 @@ def restore(config, workdir: str, trainer: Trainer, manager):
     raise ConfigError(
       f"--workdir: {workdir} holds a run of another config ({error}; keys changed: {changed})"
     ) from None
+
+
+def _tuples(value):
+  """JSON turns the config's tuples into lists; turn them back (tuples are hashable, lists are not)."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def load_config(workdir: str) -> ConfigDict:
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      config = ConfigDict(_tuples(json.load(f)))
+  except FileNotFoundError:
+    raise ConfigError(f"--workdir: {path} does not exist (not a training run's directory?)") from None
+  if config.dataset.get("data_dir") is None:  # JSON's null would not take a path on the command line.
+    config.dataset.data_dir = config_dict.placeholder(str)
+  return config
 
 
 def saved_config(workdir: str) -> dict:
@@ -196,8 +231,12 @@ def evaluate(
   `step`, only the evaluators due then (`every_steps`), without baselines."""
   encode = trainer.encode
   variables_of = functools.partial(eval_variables, method=trainer.method)
+  random_init = functools.cache(
+    lambda: baselines_lib.random_init_variables(trainer, config.seed + 1, train_source, config.eval_batch_size)
+  )
+  encoders = {"ssl": lambda: encoder_variables(variables_of(state)), "random_init": random_init}
   baselines = {
-    "random_init": lambda: baselines_lib.random_init(trainer, config.seed + 1, train_source, config.eval_batch_size),
+    "random_init": lambda: baselines_lib.encoder_featurizer(trainer.method.model.encoder, random_init()),
     "raw_pixels": baselines_lib.raw_pixels,
   }
   featurizers = {"ssl": functools.partial(encode, variables_of(state))}
@@ -211,6 +250,7 @@ def evaluate(
     model=trainer.model,
     variables=variables_of(state),
     featurizers=featurizers,
+    encoders=encoders,
     train_source=train_source,
     test_source=test_source or data.load_source(config.dataset, config.dataset.test_split),
     writer=writer,

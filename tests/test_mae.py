@@ -353,7 +353,7 @@ def test_mae_digits_shortened_learns_to_reconstruct(tmp_path):
   )
   assert results["reconstruction/ssl/masked_mse"] < 0.75 * results["reconstruction/mean_patch/masked_mse"], results
   assert results["finetune/ssl/all"] > results["finetune/random_init/all"] + 0.05, results
-  assert "linear/raw_pixels/10_per_class" in results and "linear/ssl/10_per_class" in results
+  assert "linear_fast/raw_pixels/10_per_class" in results and "linear_fast/ssl/10_per_class" in results
   assert (tmp_path / "reconstructions.png").stat().st_size > 0
   assert any(b"reconstructions" in f.read_bytes() for f in (tmp_path / "tensorboard").iterdir())  # The image too.
 
@@ -364,6 +364,6 @@ def test_mae_digits_default_budget(tmp_path):
   pixels 0.853, fine-tune 0.989 vs 0.944 from scratch)."""
   results = _train_mae_digits(tmp_path)
   assert results["reconstruction/ssl/masked_mse"] < 0.5 * results["reconstruction/mean_patch/masked_mse"], results
-  assert results["linear/ssl/all"] >= results["linear/raw_pixels/all"], results
-  assert results["linear/ssl/10_per_class"] > results["linear/raw_pixels/10_per_class"], results
+  assert results["linear_fast/ssl/all"] >= results["linear_fast/raw_pixels/all"], results
+  assert results["linear_fast/ssl/10_per_class"] > results["linear_fast/raw_pixels/10_per_class"], results
   assert results["finetune/ssl/all"] >= 0.97 and results["finetune/ssl/all"] > results["finetune/random_init/all"]

@@ -99,3 +99,23 @@ def test_resnet_convolutions_pad_symmetrically(kernel, strides):
       x, variables["params"]["kernel"], (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
     assert np.abs(np.asarray(same) - np.asarray(expected)).max() > 1e-3
+
+
+def test_initialisers_are_torchvisions_or_simclrs():
+  """He fan-out normal (torchvision): Var = 2 / (k^2 out); SimCLR's TF VarianceScaling(): Var = 1 / (k^2 in), a
+  normal truncated at two standard deviations; SimCLR's projection head: N(0, 0.01^2)."""
+  images = jnp.zeros((1, 8, 8, 3))
+  for conv_init, variance, bound in (("he_fan_out", lambda i, o, k: 2 / (k * k * o), None), ("simclr", None, 2)):
+    model = ResNet(depth=18, small_stem=True, conv_init=conv_init)
+    params = jax.jit(lambda x, m=model: m.init(jax.random.key(0), x, train=False))(images)["params"]
+    kernel = np.asarray(params["_Block_3"]["Conv_1"]["kernel"])  # Stage 2, 3x3, 128 -> 128.
+    k, _, fan_in, fan_out = kernel.shape
+    expected = variance(fan_in, fan_out, k) if variance else 1 / (k * k * fan_in)
+    np.testing.assert_allclose(kernel.var(), expected, rtol=0.03)
+    if bound:
+      assert np.abs(kernel).max() <= bound * np.sqrt(expected) / 0.87962566 + 1e-6
+  features = jnp.zeros((2, 2048))
+  head = ProjectionHead(out_dim=128, num_layers=2, kernel_init_std=0.01)
+  params = head.init(jax.random.key(1), features, train=False)["params"]
+  for dense in ("Dense_0", "Dense_1"):
+    np.testing.assert_allclose(np.asarray(params[dense]["kernel"]).std(), 0.01, rtol=0.02)

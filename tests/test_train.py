@@ -53,9 +53,11 @@ def test_digits_accuracy_regression(tmp_path):
   run = _launch(tmp_path / "w", "--config.total_steps=180", "--config.evals.linear.label_budgets=(10,)", arg="")
   assert run.wait(timeout=900) == 0, run.stderr.read()
   results = json.loads((tmp_path / "w" / "results.json").read_text())
-  ssl = results["linear/ssl/10_per_class"]
+  ssl = results["linear_fast/ssl/10_per_class"]
   assert 0.87 <= ssl <= 1.0, results
-  assert ssl > results["linear/raw_pixels/10_per_class"] and ssl > results["linear/random_init/10_per_class"] + 0.2
+  assert (
+    ssl > results["linear_fast/raw_pixels/10_per_class"] and ssl > results["linear_fast/random_init/10_per_class"] + 0.2
+  )
   for shots in (1, 5, 10):
     assert results[f"fewshot/ssl/{shots}shot"] > results[f"fewshot/raw_pixels/{shots}shot"], results
   assert results["finetune/ssl/10pct"] > results["finetune/random_init/10pct"] + 0.2, results
@@ -73,8 +75,9 @@ def test_evaluation_during_training_and_on_a_saved_run(tmp_path):
     tracked = {row["step"]: row["knn/ssl/k20"] for row in map(json.loads, f) if "knn/ssl/k20" in row}
   assert sorted(tracked) == [4, 8] and all(0 <= v <= 1 for v in tracked.values())
   first = json.loads((tmp_path / "results.json").read_text())
-  expected = {"linear", "knn", "fewshot", "finetune", "tsne"}
+  expected = {"linear_fast", "linear_simclr", "knn", "fewshot", "finetune", "tsne"}
   assert {key.split("/")[0] for key in first} == expected and "finetune/ssl/10pct" in first
+  assert "linear_simclr/ssl/all" in first and "linear_simclr/random_init/all" not in first  # runlocal: no baseline.
   assert (tmp_path / "tsne_ssl.png").exists()
 
   command = [sys.executable, "-m", "ssljax.evaluate", f"--workdir={tmp_path}", "--config.evals.knn.ks=(5,)"]
@@ -83,7 +86,9 @@ def test_evaluation_during_training_and_on_a_saved_run(tmp_path):
   assert "step 12" in evaluated.stdout
   merged = json.loads((tmp_path / "results.json").read_text())
   assert "knn/ssl/k5" in merged and merged["knn/ssl/k20"] == first["knn/ssl/k20"]
-  assert merged["linear/ssl/10_per_class"] == first["linear/ssl/10_per_class"]  # Same checkpoint, same number.
+  assert (
+    merged["linear_fast/ssl/10_per_class"] == first["linear_fast/ssl/10_per_class"]
+  )  # Same checkpoint, same number.
 
   missing = subprocess.run(
     [*command[:3], f"--workdir={tmp_path / 'nothing'}"], cwd=REPO, capture_output=True, text=True

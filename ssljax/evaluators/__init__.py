@@ -11,21 +11,28 @@ import dataclasses
 from typing import Any
 
 import flax.linen as nn
+import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
+from tqdm import tqdm
 
 from ssljax import data
 from ssljax.config import require_choice
 
 
-def extract_features(featurizers: dict, source, batch_size: int, batch_sharding):
-  """Runs each featurizer (jitted images -> [B, D]) over all of `source` in order.
+def extract_features(featurizers: dict, source, batch_size: int, batch_sharding, progress: str | None = None):
+  """Runs each featurizer (jitted images -> [B, D]) over all of `source` in order (with a progress bar labelled
+  `progress` if given).
 
   Returns ({name: [len(source), D] float32 on the host}, labels [len(source)] int32).
   """
   chunks = {name: [] for name in featurizers}
   labels = []
-  for batch, valid in data.eval_batches(source, batch_size, batch_sharding):
+  batches = data.eval_batches(source, batch_size, batch_sharding)
+  if progress:
+    batches = tqdm(batches, progress, total=-(-len(source) // batch_size), disable=jax.process_index() > 0)
+  for batch, valid in batches:
     for name, featurize in featurizers.items():
       features = multihost_utils.process_allgather(featurize(batch["image"]), tiled=True)
       chunks[name].append(np.asarray(features[:valid], np.float32))
@@ -42,6 +49,8 @@ class EvalContext:
     model: the trained Flax module (the method's model, possibly wrapped with the online probe).
     variables: {"params": ..., **model_state} of the trained model.
     featurizers: name -> jitted images [B, H, W, C] -> features [B, D] ("ssl" and the baselines).
+    encoders: name -> () -> the encoder's variables ("ssl": trained; "random_init": the fair random network),
+      for evaluators that run the encoder themselves (linear evaluation on augmented inputs).
     writer: a `MetricWriter` for images, or None.
   """
 
@@ -54,6 +63,7 @@ class EvalContext:
   featurizers: dict
   train_source: Any
   test_source: Any
+  encoders: dict = dataclasses.field(default_factory=dict)
   writer: Any = None
   _features: tuple | None = dataclasses.field(default=None, init=False, repr=False)
 
@@ -70,17 +80,32 @@ class EvalContext:
 
 def registry() -> dict:
   """{type: evaluator function}."""
-  from ssljax.evaluators import embedding_plot, fewshot, finetune, knn, linear_probe, lora_finetune, reconstruction
+  from ssljax.evaluators import (
+    embedding_plot,
+    fewshot,
+    finetune,
+    knn,
+    linear_eval,
+    linear_probe,
+    lora_finetune,
+    reconstruction,
+    self_training,
+  )
 
   return {
     "linear_probe": linear_probe.run,
+    "linear_eval": linear_eval.run,
     "knn": knn.run,
     "fewshot": fewshot.run,
     "finetune": finetune.run,
     "lora_finetune": lora_finetune.run,
+    "self_training": self_training.run,
     "embedding_plot": embedding_plot.run,
     "reconstruction": reconstruction.run,
   }
+
+
+LABEL_FREE = ("reconstruction",)  # Evaluators that run on unlabelled data; the others need the labels.
 
 
 def _due_at(eval_config, step: int) -> bool:
@@ -101,6 +126,10 @@ def run_evaluators(evals_config, context: EvalContext, step: int | None = None) 
   for name, eval_config in evals_config.items():
     evaluator = evaluators[require_choice(eval_config.type, evaluators, f"config.evals.{name}.type")]
     if step is not None and not _due_at(eval_config, step):
+      continue
+    if not context.train_source.num_classes and eval_config.type not in LABEL_FREE:
+      if step is None:
+        logging.warning("config.evals.%s (%s) skipped: the training data has no labels", name, eval_config.type)
       continue
     settings = {k: v for k, v in eval_config.items() if k not in ("type", "every_steps")}
     results.update(evaluator(context, **settings))

@@ -18,17 +18,16 @@ from ssljax.evaluators.label_budgets import budget_subset
 from ssljax.train_step import build_trainer, encoder_variables, run_steps
 
 
-def finetune_config(pretrain_config, num_examples: int, settings: dict):
-  """The pretraining config turned into a supervised run over `num_examples` labelled examples."""
+def supervised_config(pretrain_config, num_examples: int, settings: dict, supervised: dict):
+  """The pretraining config turned into a supervised run (method "supervised" with the section `supervised`)
+  over `num_examples` labelled examples, with the batch size, epochs, warmup, optimizer and augmentation of
+  `settings`."""
   config = ConfigDict(pretrain_config.to_dict())
   config.method = "supervised"
   config.online_probe = False
-  config.supervised = dict(label_smoothing=settings.get("label_smoothing", 0.1))
-  if config.model.name == "vit":
-    config.model.pool = "mean"
-    config.model.drop_path = settings.get("drop_path", 0.1)
-    config.model.learned_pos_embed = True  # MAE's fine-tuning trains the (sin-cos initialised) position embedding.
-  config.augment = dict(settings["augment"])
+  config.supervised = supervised
+  # The evaluator's `augment` overrides the run's final config.augment (command-line overrides included).
+  config.augment = {**config.augment.to_dict(), **dict(settings.get("augment") or {})}
   devices = jax.device_count()
   config.batch_size = min(settings["batch_size"], num_examples // devices * devices)
   if config.batch_size == 0:
@@ -38,6 +37,17 @@ def finetune_config(pretrain_config, num_examples: int, settings: dict):
   config.optimizer = dict(settings["optimizer"])
   steps_per_epoch = num_examples / config.batch_size
   config.optimizer.warmup_steps = int(round(settings.get("warmup_epochs", 0) * steps_per_epoch))
+  return config
+
+
+def finetune_config(pretrain_config, num_examples: int, settings: dict):
+  """The fine-tuning run over `num_examples` labelled examples; a ViT gets MAE's fine-tuning architecture."""
+  supervised = dict(label_smoothing=settings.get("label_smoothing", 0.1))
+  config = supervised_config(pretrain_config, num_examples, settings, supervised)
+  if config.model.name == "vit":
+    config.model.pool = "mean"
+    config.model.drop_path = settings.get("drop_path", 0.1)
+    config.model.learned_pos_embed = True  # MAE's fine-tuning trains the (sin-cos initialised) position embedding.
   return config
 
 
@@ -51,28 +61,42 @@ def _merge(fresh: dict, pretrained: dict) -> dict:
   return {k: _merge(v, pretrained[k]) if k in pretrained else v for k, v in fresh.items()}
 
 
-def finetune_accuracy(config, mesh, init_encoder, train_source, test_source, eval_batch_size: int, seed: int):
-  """Test accuracy after fine-tuning from `init_encoder` variables (None: from scratch)."""
-  trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
+def train_classifier(config, mesh, init_encoder, train_source, seed: int, trainer=None):
+  """Trains the supervised run `config` on `train_source` from `init_encoder` variables (None: from scratch),
+  with `trainer` when given (built for this config and source: one compiled step serves several encoders).
+  Returns (trainer, the trained model's variables)."""
+  trainer = trainer or build_trainer(config, mesh, len(train_source), train_source.num_classes)
   state = trainer.make_state(seed)
   if init_encoder is not None:
     fresh = {"params": state.params, **state.model_state}
-    merged = {name: {**tree, "encoder": _merge(tree["encoder"], init_encoder[name])} for name, tree in fresh.items()}
+    merged = {
+      name: {**tree, "encoder": _merge(tree["encoder"], init_encoder[name])} if "encoder" in tree else tree
+      for name, tree in fresh.items()
+    }
     params = merged.pop("params")
     state = jax.device_put(state.replace(params=params, model_state=merged), trainer.state_sharding)
   sampler = data.StepIndexedSampler(len(train_source), config.batch_size, seed)
   batches = data.train_batches(train_source, sampler, trainer.batch_sharding, 0, trainer.num_steps)
   for _, new_state, _ in run_steps(trainer.step, state, batches):
     state = new_state
+  return trainer, {"params": state.params, **state.model_state}
 
+
+def test_accuracy(trainer, variables, test_source, eval_batch_size: int) -> float:
+  """The trained classifier's accuracy on `test_source` (inference mode, unaugmented images)."""
   predict = jax.jit(
     lambda variables, images: jnp.argmax(trainer.model.apply(variables, images, train=False)["logits"], -1)
   )
-  variables = {"params": state.params, **state.model_state}
   correct = 0
   for batch, valid in data.eval_batches(test_source, eval_batch_size, trainer.batch_sharding):
     correct += int(np.sum(np.asarray(predict(variables, batch["image"]) == batch["label"])[:valid]))
   return correct / len(test_source)
+
+
+def finetune_accuracy(config, mesh, init_encoder, train_source, test_source, eval_batch_size: int, seed: int):
+  """Test accuracy after training `config` from `init_encoder` variables (None: from scratch)."""
+  trainer, variables = train_classifier(config, mesh, init_encoder, train_source, seed)
+  return test_accuracy(trainer, variables, test_source, eval_batch_size)
 
 
 def scratch_settings(settings: dict, scratch_optimizer: dict | None = None) -> dict:

@@ -91,7 +91,7 @@ def evaluate(
     label_budgets: see `label_budgets.budget_subset` ("all", k per class, "10pct").
 
   Returns:
-    {"linear/<features>/<budget>": test accuracy}.
+    {"linear_fast/<features>/<budget>": test accuracy}.
   """
   results = {}
   for budget in label_budgets:
@@ -100,7 +100,7 @@ def evaluate(
       accuracy = linear_probe_accuracy(
         train_x[subset], train_y[subset], test_x, test_y, num_classes, steps=steps, seed=seed
       )
-      results[f"linear/{name}/{budget_name}"] = accuracy
+      results[f"linear_fast/{name}/{budget_name}"] = accuracy
   return results
 
 

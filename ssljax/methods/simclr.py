@@ -51,6 +51,7 @@ def build(config, info) -> Method:
     num_layers=config.simclr.proj_layers,
     hidden_dim=config.simclr.get("proj_hidden_dim"),
     dtype=dtype,
+    kernel_init_std=config.simclr.get("proj_init_std"),
   )
   views, _, _ = augment.view_configs(config)
   return Method(

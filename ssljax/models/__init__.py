@@ -2,7 +2,7 @@
 
 from ssljax.config import ConfigError, require_choice
 from ssljax.models.mae import MAEDecoder, MaskedAutoencoder, random_masking
-from ssljax.models.resnet import RESNET_SPECS, DINOHead, MLPHead, ProjectionHead, ResNet
+from ssljax.models.resnet import CONV_INITS, RESNET_SPECS, DINOHead, MLPHead, ProjectionHead, ResNet
 from ssljax.models.vit import VIT_SPECS, ViT, patchify, sincos_pos_embed_2d, unpatchify
 
 __all__ = [
@@ -27,14 +27,15 @@ __all__ = [
 def build_encoder(model_config, image_size: int, dtype):
   """The encoder named by `config.model` for square images of `image_size`.
 
-  resnet: depth, width, small_stem. vit: variant (Ti/S/B/L/H) with optional width/depth/num_heads overrides,
+  resnet: depth, width, small_stem, conv_init. vit: variant (Ti/S/B/L/H) with optional width/depth/num_heads overrides,
   patch_size, pool ("cls" | "mean"), drop_path, learned_pos_embed, lora (rank, alpha).
   """
   name = require_choice(model_config.name, {"resnet", "vit"}, "config.model.name")
   if name == "vit":
     return _build_vit(model_config, image_size, dtype)
   require_choice(model_config.depth, RESNET_SPECS, "config.model.depth")
-  encoder = ResNet(model_config.depth, model_config.width, model_config.small_stem, dtype)
+  conv_init = require_choice(model_config.get("conv_init", "he_fan_out"), CONV_INITS, "config.model.conv_init")
+  encoder = ResNet(model_config.depth, model_config.width, model_config.small_stem, dtype, conv_init=conv_init)
   if image_size < encoder.downsampling:
     raise ConfigError(
       f"config.dataset.image_size: {image_size} px is smaller than the ResNet's total stride {encoder.downsampling}"

@@ -4,6 +4,8 @@ small-image stem (3x3 stride-1 convolution, no max-pool) for 32 px and smaller i
 Deliberate differences from SimCLR's TF ResNet: the first block of stage 1 has an identity shortcut where its
 input already has the block's width (ResNet-18/34: torchvision's ResNet, which the PyTorch references MoCo, BYOL
 ports, DINO and solo-learn use; SimCLR projects every first block); the max-pool pads "SAME" as SimCLR does.
+Convolutions start from torchvision's He fan-out normal unless `conv_init="simclr"` (SimCLR's fan-in truncated
+normal, which the SimCLR CIFAR-10 and ImageNet configs use; the digits default keeps He's).
 
 BatchNorm runs over the batch axis of whatever array it sees; under `jax.jit` with a batch-sharded input that
 is the global batch (SimCLR's "global BN"), with no explicit collective needed.
@@ -18,16 +20,23 @@ import jax.numpy as jnp
 
 # Stage depths and block type of each supported depth.
 RESNET_SPECS = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"), 50: ((3, 4, 6, 3), "bottleneck")}
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# Convolution initialisers: torchvision's kaiming_normal_(mode="fan_out") (He et al.; the PyTorch references MoCo,
+# BYOL ports, DINO, solo-learn), or SimCLR's TF default VarianceScaling() (scale 1, fan-in, truncated normal).
+CONV_INITS = {
+  "he_fan_out": nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+  "simclr": nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+}
 
 
-def symmetric_conv(features: int, kernel_size, strides: int = 1, *, dtype, name: str | None = None) -> nn.Conv:
+def symmetric_conv(
+  features: int, kernel_size, strides: int = 1, *, dtype, name: str | None = None, kernel_init=CONV_INITS["he_fan_out"]
+) -> nn.Conv:
   """A bias-free convolution (BatchNorm follows) padded (k - 1) // 2 on both sides, as SimCLR's `fixed_padding` and
   torchvision: XLA's "SAME" pads a stride-2 convolution asymmetrically (its extra row and column at the end),
   which shifts every downsampled grid by half a pixel against the references' weights and features."""
   padding = [((k - 1) // 2, (k - 1) // 2) for k in kernel_size]
   return nn.Conv(
-    features, kernel_size, strides, padding=padding, use_bias=False, dtype=dtype, kernel_init=_conv_init, name=name
+    features, kernel_size, strides, padding=padding, use_bias=False, dtype=dtype, kernel_init=kernel_init, name=name
   )
 
 
@@ -67,6 +76,7 @@ class ResNet(nn.Module):
     small_stem: 3x3 stride-1 stem without max-pool (CIFAR-style) instead of 7x7 stride-2 plus max-pool.
     dtype: computation dtype (e.g. bfloat16); parameters stay float32.
     bn_momentum: running-average decay of the BatchNorm statistics.
+    conv_init: a key of CONV_INITS.
   """
 
   depth: int = 50
@@ -74,6 +84,7 @@ class ResNet(nn.Module):
   small_stem: bool = False
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
+  conv_init: str = "he_fan_out"
 
   @property
   def downsampling(self) -> int:
@@ -89,7 +100,7 @@ class ResNet(nn.Module):
     if self.depth not in RESNET_SPECS:
       raise ValueError(f"ResNet depth must be one of {sorted(RESNET_SPECS)}, got {self.depth}")
     stage_sizes, block = RESNET_SPECS[self.depth]
-    conv = functools.partial(symmetric_conv, dtype=self.dtype)
+    conv = functools.partial(symmetric_conv, dtype=self.dtype, kernel_init=CONV_INITS[self.conv_init])
     norm = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype
     )
@@ -119,6 +130,7 @@ class MLPHead(nn.Module):
     hidden_bias, last_bias: Dense biases (off where a BatchNorm follows, as in the references).
     last_norm: "none", "affine" (scale and offset), "scale" (SimCLR: no offset) or "plain" (SimSiam's and MoCo
       v3's BatchNorm(affine=False)).
+    kernel_init_std: Dense kernels ~ N(0, std^2) (SimCLR's projection head: 0.01); None: Flax's LeCun normal.
   """
 
   out_dim: int = 128
@@ -130,6 +142,7 @@ class MLPHead(nn.Module):
   last_norm: str = "none"
   activation: Any = nn.relu
   dtype: Any = jnp.float32
+  kernel_init_std: float | None = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -137,10 +150,11 @@ class MLPHead(nn.Module):
       raise ValueError(f"MLPHead.last_norm: unknown {self.last_norm!r} (none, affine, scale, plain)")
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)
     hidden_dim = self.hidden_dim or x.shape[-1]
+    init = {} if self.kernel_init_std is None else {"kernel_init": nn.initializers.normal(self.kernel_init_std)}
     for _ in range(self.num_layers - 1):
-      x = nn.Dense(hidden_dim, use_bias=self.hidden_bias, dtype=self.dtype)(x)
+      x = nn.Dense(hidden_dim, use_bias=self.hidden_bias, dtype=self.dtype, **init)(x)
       x = self.activation(norm()(x) if self.hidden_norm else x)
-    x = nn.Dense(self.out_dim, use_bias=self.last_bias, dtype=self.dtype)(x)
+    x = nn.Dense(self.out_dim, use_bias=self.last_bias, dtype=self.dtype, **init)(x)
     if self.last_norm != "none":
       x = norm(use_scale=self.last_norm != "plain", use_bias=self.last_norm == "affine")(x)
     return x.astype(jnp.float32)
