@@ -19,7 +19,17 @@ setup(
   install_requires=requirements,
   extras_require={
     # nbclient + ipykernel run the colabs headless in the test suite.
-    "test": ["pytest==9.2.0", "ruff==0.17.6", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
-    "prepare": ["tensorflow-cpu"],  # Only to build tfds datasets; training reads them without TensorFlow.
+    # importlib_resources: tfds imports it when building a dataset without declaring it on Python >= 3.9
+    # (tensorflow/datasets#11212); the tests build a small tfds dataset, `prepare` builds real ones.
+    "test": [
+      "pytest==9.2.0",
+      "ruff==0.17.6",
+      "nbclient==0.11.0",
+      "nbformat==5.11.1",
+      "ipykernel==7.4.0",
+      "importlib_resources==7.1.0",
+    ],
+    # Only to build tfds datasets (images are encoded with TensorFlow); training reads them without TensorFlow.
+    "prepare": ["tensorflow-cpu", "importlib_resources==7.1.0"],
   },
 )

@@ -89,6 +89,13 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception):
   manager.reload()
 
 
+def saved_shape(manager: ocp.CheckpointManager, path: str) -> tuple | None:
+  """The shape of the array at `path` (e.g. "params/probe/kernel") in the newest checkpoint (None if absent)."""
+  step = manager.latest_step()
+  leaf = None if step is None else _leaves_by_path(manager.item_metadata(step).tree).get(path)
+  return None if leaf is None else tuple(leaf.shape)
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state):
   """The newest readable saved state, laid out as `abstract_state`, or None when there is none.
 

@@ -1,8 +1,10 @@
 """Datasets by name and a step-indexed, deterministic input pipeline.
 
 A dataset is a random-access source (`len`, `get(indices)` -> {"image": float32 [B, H, W, C] in [0, 1],
-"label": int32 [B]}). Two kinds:
+"label": int32 [B], -1 when unlabelled}), chosen by `config.dataset.name`:
 - "digits": scikit-learn's bundled 8x8 handwritten digits (real data, no download) with a fixed held-out split;
+- "folder": your images, `data_dir/SPLIT/` with PNG/JPEG files flat (unlabelled) or in class subdirectories;
+- "npz": your arrays, `data_dir/SPLIT.npz` with "images" [N, H, W, C] and optional "labels" [N];
 - any other name: `tfds.data_source(name)` (ArrayRecord, random access, no TensorFlow at run time).
 
 The batch of step s is a pure function of (seed, s): epoch e = s // steps_per_epoch reads a permutation drawn
@@ -12,11 +14,14 @@ iterator state to checkpoint. Each process reads only its own contiguous slice o
 
 import concurrent.futures
 import dataclasses
+import functools
+import os
 import queue
 import threading
 
 import jax
 import numpy as np
+from absl import logging
 
 from ssljax.config import ConfigError
 
@@ -39,21 +44,28 @@ class ArraySource:
 
 
 class TfdsSource:
-  """A tfds ArrayRecord split read by index; images are resized (shorter side) and centre-cropped to `size`."""
+  """A tfds ArrayRecord split read by index; images are resized (shorter side) and centre-cropped to `size`.
 
-  def __init__(self, name: str, split: str, size: int, data_dir: str | None):
+  The dataset must be prepared (`python -m ssljax.prepare NAME`); anything else is a one-line ConfigError naming
+  the key and the directory searched. `split_key` names the config key the split came from."""
+
+  def __init__(self, name: str, split: str, size: int, data_dir: str | None, split_key: str = "train_split"):
     import tensorflow_datasets as tfds  # Imported here: only tfds datasets need it.
 
     try:
       builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
       raise ConfigError(f"config.dataset.name: unknown dataset {name!r} (not 'digits' and not in tfds)") from None
+    self.data_dir = _data_dir_root(builder, name)  # Where tfds found it (data_dir, $TFDS_DATA_DIR or its default).
     features = builder.info.features
     if "image" not in features or "label" not in features:
       raise ConfigError(
         f"config.dataset.name: {name!r} has no 'image' and 'label' features (it has {sorted(features)})"
       )
-    self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    try:
+      self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as error:  # tfds's errors name neither the key nor the fix: diagnose.
+      raise _unreadable_split(builder, name, split, split_key) or error from None
     self.num_classes = features["label"].num_classes
     self._size = size
     self._pool = concurrent.futures.ThreadPoolExecutor(8)
@@ -73,6 +85,46 @@ class TfdsSource:
     return {"image": images, "label": np.array([r["label"] for r in records], np.int32)}
 
 
+def _data_dir_root(builder, name: str) -> str:
+  """The data dir holding `name` (what `config.dataset.data_dir` takes): builder.data_dir is
+  ROOT/NAME[/CONFIG]/VERSION (a builder read from files reports its version directory as its root)."""
+  path = os.path.normpath(str(builder.data_dir))
+  while os.path.basename(path) != name and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  return os.path.dirname(path) if os.path.basename(path) == name else str(builder.data_dir_root)
+
+
+def _unreadable_split(builder, name: str, split: str, split_key: str) -> ConfigError | None:
+  """Why tfds cannot read `split` of `builder` as a data source, as a one-line ConfigError (None: unknown)."""
+  import tensorflow_datasets as tfds
+
+  where = _data_dir_root(builder, name)
+  prepare = f"python -m ssljax.prepare {name} --data_dir {where}"
+  if not builder.is_prepared():
+    return ConfigError(f"config.dataset.data_dir: {name!r} is not prepared in {where} (run: {prepare})")
+  file_format = builder.info.file_format
+  if file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    kind = getattr(file_format, "value", file_format)
+    return ConfigError(
+      f"config.dataset.data_dir: {name!r} in {builder.data_dir} is {kind}, not the ArrayRecord ssljax reads "
+      f"(run: {prepare})"
+    )
+  try:
+    builder.info.splits[split]
+  except (KeyError, ValueError):
+    return ConfigError(
+      f"config.dataset.{split_key}: {name!r} has no split {split!r} (it has {sorted(builder.info.splits)})"
+    )
+  return None
+
+
+def preprocess(images, size: int) -> np.ndarray:
+  """uint8 images ([N, H, W, C] or a list of [H, W, C] of any sizes) -> float32 [N, size, size, C] in [0, 1]:
+  the shorter side resized to `size` (bicubic), centre-cropped; what a folder, npz or tfds dataset gives."""
+  resized = [image if image.shape[:2] == (size, size) else _resize_and_center_crop(image, size) for image in images]
+  return np.stack(resized).astype(np.float32) / 255.0
+
+
 def _resize_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
   """uint8 [H, W, C] -> [size, size, C]: bicubic resize of the shorter side to `size`, then a centre crop."""
   from PIL import Image
@@ -90,10 +142,12 @@ def _resize_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SubsetSource:
-  """The examples `indices` of `source` (e.g. a labelled subset for fine-tuning), as a source of its own."""
+  """The examples `indices` of `source` (e.g. a labelled subset for fine-tuning), as a source of its own;
+  `labels` ([len(indices)]) replace theirs (self-training's pseudo-labels)."""
 
   source: object
   indices: np.ndarray
+  labels: np.ndarray | None = None
 
   @property
   def num_classes(self) -> int:
@@ -103,7 +157,125 @@ class SubsetSource:
     return len(self.indices)
 
   def get(self, indices):
-    return self.source.get(self.indices[indices])
+    batch = self.source.get(self.indices[indices])
+    return batch if self.labels is None else {**batch, "label": self.labels[indices]}
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _decode(path: str, size: int, channels: int) -> np.ndarray:
+  """uint8 [size, size, channels]: the image file at `path`, its shorter side resized to `size`, centre-cropped.
+  An unreadable file is a one-line ConfigError naming it."""
+  from PIL import Image
+
+  try:
+    with Image.open(path) as image:
+      pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+  except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files, bad headers.
+    raise ConfigError(f"config.dataset: cannot read image {path} ({' '.join(str(error).split())})") from None
+  pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+  return pixels if pixels.shape[:2] == (size, size) else _resize_and_center_crop(pixels, size)
+
+
+class FolderSource:
+  """Your own images: `data_dir/SPLIT/` holding PNG/JPEG files, either flat (unlabelled) or in one subdirectory
+  per class (ImageNet layout; classes numbered in the sorted order of the training split's subdirectories).
+  Decoded on the host (a thread pool), resized (shorter side) and centre-cropped to `size`.
+
+  Attributes: files (paths, sorted), labels (int32, -1 when unlabelled), classes (names), num_classes (0 when
+  unlabelled), data_dir."""
+
+  def __init__(self, data_dir, split: str, size: int, channels: int, classes=None, skip_bad_files: bool = False):
+    if not data_dir:
+      raise ConfigError("config.dataset.data_dir: a 'folder' dataset needs the directory holding its splits")
+    root = os.path.join(data_dir, split)
+    if not os.path.isdir(root):
+      raise ConfigError(f"config.dataset.data_dir: {root} does not exist (one directory per split: train/, test/)")
+    subdirs = _class_dirs(root)
+    self.classes = list(classes if classes is not None else subdirs)
+    unknown = sorted(set(subdirs) - set(self.classes))
+    if unknown:
+      raise ConfigError(f"config.dataset.data_dir: {root} has classes {unknown} that the training split has not")
+    if self.classes:
+      found = [
+        (os.path.join(root, c, f), i) for i, c in enumerate(self.classes) if c in subdirs for f in _images_in(root, c)
+      ]
+    else:
+      found = [(os.path.join(root, f), -1) for f in _images_in(root, "")]
+    if skip_bad_files:
+      found = self._readable(found, size, channels)
+    self.files = [f for f, _ in found]
+    self.labels = np.array([label for _, label in found], np.int32)
+    self.num_classes = len(self.classes)
+    self.data_dir = data_dir
+    self._size, self._channels = size, channels
+    self._pool = concurrent.futures.ThreadPoolExecutor(8)
+
+  def _readable(self, found, size: int, channels: int):
+    def readable(entry):
+      try:
+        _decode(entry[0], size, channels)
+        return True
+      except ConfigError:
+        return False
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+      keep = list(pool.map(readable, found))
+    skipped = [f for (f, _), ok in zip(found, keep, strict=True) if not ok]
+    if skipped:
+      logging.warning("skipped %d unreadable images (config.dataset.skip_bad_files), e.g. %s", len(skipped), skipped[0])
+    return [entry for entry, ok in zip(found, keep, strict=True) if ok]
+
+  def __len__(self):
+    return len(self.files)
+
+  def get(self, indices):
+    decode = functools.partial(_decode, size=self._size, channels=self._channels)
+    images = np.stack(list(self._pool.map(decode, [self.files[int(i)] for i in indices])))
+    return {"image": images.astype(np.float32) / 255.0, "label": self.labels[np.asarray(indices)]}
+
+
+def _class_dirs(root: str) -> list[str]:
+  """The subdirectories of `root` (a folder dataset's classes), sorted."""
+  return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+
+
+def _images_in(root: str, subdir: str) -> list[str]:
+  """Image file names (PNG/JPEG, any case) directly in root/subdir, sorted."""
+  names = os.listdir(os.path.join(root, subdir))
+  return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES) and not n.startswith("."))
+
+
+def _npz(data_dir, split: str, size: int) -> ArraySource:
+  """`data_dir/SPLIT.npz` with "images" [N, H, W, C] (uint8, or float in [0, 1]) and optional "labels" [N]."""
+  path = os.path.join(data_dir or "", f"{split}.npz")
+  if not os.path.isfile(path):
+    raise ConfigError(f"config.dataset.data_dir: {path} does not exist (an 'npz' dataset holds SPLIT.npz files)")
+  with np.load(path) as arrays:
+    if "images" not in arrays:
+      raise ConfigError(f"config.dataset: {path} has no 'images' array (it has {sorted(arrays)})")
+    images, labels = arrays["images"], arrays["labels"] if "labels" in arrays else None
+  if images.ndim != 4:
+    raise ConfigError(f"config.dataset: {path} 'images' must be [N, H, W, C], not shape {images.shape}")
+  if labels is not None and labels.shape != images.shape[:1]:
+    raise ConfigError(f"config.dataset: {path} 'labels' has shape {labels.shape}, not [{len(images)}]")
+  if images.dtype == np.uint8:
+    if images.shape[1:3] != (size, size):
+      images = np.stack([_resize_and_center_crop(image, size) for image in images])
+    images = images.astype(np.float32) / 255.0
+  elif np.issubdtype(images.dtype, np.floating):
+    if images.shape[1:3] != (size, size):
+      raise ConfigError(f"config.dataset: {path} float images are {images.shape[1:3]}, not the image_size {size}")
+    if images.min() < 0 or images.max() > 1:
+      raise ConfigError(f"config.dataset: {path} float images must lie in [0, 1]")
+    images = images.astype(np.float32)
+  else:
+    raise ConfigError(f"config.dataset: {path} images are {images.dtype}, not uint8 or float")
+  if labels is None:
+    return ArraySource(images, np.full(len(images), -1, np.int32), 0)
+  labels = labels.astype(np.int32)
+  return ArraySource(images, labels, int(labels.max()) + 1 if len(labels) else 0)
 
 
 def _digits(split: str, size: int) -> ArraySource:
@@ -128,8 +300,23 @@ def load_source(dataset_config, split: str):
     raise ConfigError(f"config.dataset.image_size: must be a positive integer, got {size!r}")
   if dataset_config.name == "digits":
     source = _digits(split, size)
+  elif dataset_config.name == "folder":
+    data_dir, channels = dataset_config.get("data_dir"), dataset_config.channels
+    classes = None
+    if (
+      split != dataset_config.train_split
+      and data_dir
+      and os.path.isdir(os.path.join(data_dir, dataset_config.train_split))
+    ):
+      train_root = os.path.join(data_dir, dataset_config.train_split)
+      classes = sorted(d for d in os.listdir(train_root) if os.path.isdir(os.path.join(train_root, d)))
+    skip = dataset_config.get("skip_bad_files", False)
+    source = FolderSource(data_dir, split, size, channels, classes, skip_bad_files=skip)
+  elif dataset_config.name == "npz":
+    source = _npz(dataset_config.get("data_dir"), split, size)
   else:
-    source = TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"))
+    split_key = "test_split" if split == dataset_config.get("test_split") else "train_split"
+    source = TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"), split_key)
   check_source(source, dataset_config, split)
   return source
 

@@ -12,31 +12,13 @@ import sys
 
 import jax
 from absl import app, flags
-from ml_collections import ConfigDict, config_flags
+from ml_collections import config_flags
 
 from ssljax import checkpoint, cli, config_checks, data, experiment, sharding
 from ssljax.config import ConfigError
 from ssljax.train_step import build_trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory (config.json and checkpoints/).")
-
-
-def _tuples(value):
-  """JSON turns the config's tuples into lists; turn them back (tuples are hashable, lists are not)."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
-  return value
-
-
-def load_config(workdir: str) -> ConfigDict:
-  path = os.path.join(workdir, experiment.CONFIG_FILE)
-  try:
-    with open(path) as f:
-      return ConfigDict(_tuples(json.load(f)))
-  except FileNotFoundError:
-    raise ConfigError(f"--workdir: {path} does not exist (not a training run's directory?)") from None
 
 
 def evaluate_workdir(config, workdir: str) -> dict:
@@ -74,7 +56,7 @@ def _define_config_flag(argv):
     print("error: --workdir is required", file=sys.stderr)
     sys.exit(2)
   try:
-    config_flags.DEFINE_config_dict("config", load_config(workdir), "The run's config (from WORKDIR).")
+    config_flags.DEFINE_config_dict("config", experiment.load_config(workdir), "The run's config (from WORKDIR).")
   except ConfigError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)

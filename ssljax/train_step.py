@@ -201,7 +201,8 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
   num_steps = total_steps(config, num_examples)
   info = BuildInfo(num_classes, mesh, num_steps, max(1, num_examples // config.batch_size))
   method = build_method(config, info)
-  model = WithOnlineProbe(method.model, num_classes) if config.get("online_probe", True) else method.model
+  with_probe = config.get("online_probe", True) and num_classes > 0  # Unlabelled data: no probe.
+  model = WithOnlineProbe(method.model, num_classes) if with_probe else method.model
   tx, schedule = optim.make_optimizer(config, config.batch_size, num_steps, method.optimizer_groups)
   size = config.dataset.image_size
   sample_batch = {"image": jnp.zeros((1, size, size, config.dataset.channels)), "label": jnp.zeros((1,), jnp.int32)}

@@ -1,13 +1,16 @@
 """Every config loads, its trainer builds (abstractly, no compile), and the paper settings are what they say."""
 
 import importlib
+import json
 import pathlib
 
 import jax
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
 from configs import mae_vit_base_imagenet, simclr_cifar10, simclr_imagenet
-from ssljax import config_checks, optim, train_step
+from ssljax import cli, config_checks, experiment, optim, train_step
 
 CONFIGS = sorted(
   p.stem for p in (pathlib.Path(__file__).parent.parent / "configs").glob("*.py") if not p.stem.startswith("_")
@@ -17,6 +20,7 @@ VARIANTS = {
   "dino_imagenet": ("resnet50",),
   "simclr_cifar10": ("v2",),
   "mae_digits": ("lora",),
+  "simclr_digits": ("self_training",),
 }
 
 
@@ -93,3 +97,22 @@ def test_simclr_cifar10_is_google_research_simclr_s_command():
     assert (config.batch_size, config.epochs, config.simclr.temperature) == (512, 1000, 0.5)
     assert (config.simclr.proj_layers, config.simclr.proj_dim) == (layers, 128)
     assert (config.augment.jitter_strength, config.augment.blur_prob) == (0.5, 0.0)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_data_dir_can_be_set_on_the_command_line(name, tmp_path, monkeypatch):
+  """Every shipped config takes `--config.dataset.data_dir=PATH` (a plain None in a config rejects any override),
+  and so does a saved run's config.json (JSON null) under `ssljax.evaluate`."""
+  monkeypatch.chdir(pathlib.Path(__file__).parent.parent)
+  argv = ["train", f"--config=configs/{name}.py", "--config.dataset.data_dir=/data/tfds"]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=argv)
+  cli.parse_flags(argv, values)
+  assert values.config.dataset.data_dir == "/data/tfds"
+  saved = importlib.import_module(f"configs.{name}").get_config().to_dict()
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  argv = ["evaluate", "--config.dataset.data_dir=/data/tfds"]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_dict("config", experiment.load_config(str(tmp_path)), flag_values=values, sys_argv=argv)
+  cli.parse_flags(argv, values)
+  assert values.config.dataset.data_dir == "/data/tfds"

@@ -11,7 +11,8 @@ import tensorflow_datasets as tfds
 from absl import flags
 from ml_collections import ConfigDict, config_flags
 
-from ssljax import cli, experiment
+from ssljax import cli, experiment, prepare
+from tests import tiny_tfds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, "docs", "input_validation.md")
@@ -39,10 +40,34 @@ def _trained(workdir):
   return contextlib.nullcontext()
 
 
+def _prepared(file_format: str | None):
+  """WORKDIR/data holding the tests' tiny tfds dataset, prepared by ssljax.prepare (None: an empty directory;
+  "tfrecord": as if prepared by tfds's default writer, which ssljax cannot read by index)."""
+
+  def setup(workdir):
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True)
+    if file_format:
+      prepare.prepare(tiny_tfds.NAME, str(data_dir))
+    if file_format == "tfrecord":
+      version = data_dir / tiny_tfds.NAME / "1.0.0"
+      info = version / "dataset_info.json"
+      info.write_text(info.read_text().replace('"fileFormat": "array_record"', '"fileFormat": "tfrecord"'))
+      for path in version.glob("*.array_record-*"):
+        path.rename(version / path.name.replace("array_record", "tfrecord"))
+    return contextlib.nullcontext()
+
+  return setup
+
+
+TINY = f"--config.dataset.name={tiny_tfds.NAME} --config.dataset.data_dir=WORKDIR/data"
 SETUPS = {  # Rows that need more than a fresh workdir.
   "--config.dataset.name=mnist --config.dataset.channels=3": _tfds_mock(8),
   "--config.dataset.name=mnist": _tfds_mock(0),
   "--config.total_steps=2 --config.model.width=0.25": _trained,
+  "--config.dataset.name=cifar10 --config.dataset.data_dir=WORKDIR/data": _prepared(None),
+  TINY: _prepared("tfrecord"),
+  f"{TINY} --config.dataset.test_split=validation": _prepared("array_record"),
 }
 
 
@@ -59,6 +84,7 @@ def _run(bad_input: str, workdir) -> str | None:
   """Runs `ssljax.train` with the bad input; returns the last line it printed on stderr before exiting 2 (None
   if it did not fail). A bad input starting with "config[" is a statement a config file might contain."""
   args, statement = [DEFAULT_CONFIG, f"--workdir={workdir}"], None
+  bad_input = bad_input.replace("WORKDIR", str(workdir))
   if bad_input.startswith("--"):
     extra = shlex.split(bad_input)
     args = [a for a in args if not any(a.split("=")[0] == e.split("=")[0] for e in extra)] + extra

@@ -1,0 +1,34 @@
+"""A trained run's encoder, for use outside ssljax's own evaluation:
+
+  encoder, variables, preprocess = ssljax.load_encoder("WORKDIR")
+  features = encoder.apply(variables, preprocess(uint8_images), train=False)  # [N, D]
+
+(`python -m ssljax.embed` writes the features of a whole dataset.)"""
+
+import functools
+
+from ssljax import checkpoint, data, experiment, sharding
+from ssljax.config import ConfigError
+from ssljax.train_step import build_trainer, encoder_variables, eval_variables
+
+
+def restore_run(workdir: str):
+  """(config, trainer, eval variables of the newest checkpoint) of the run in `workdir`."""
+  config = experiment.load_config(workdir)
+  mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
+  manager = checkpoint.make_manager(workdir)
+  probe = checkpoint.saved_shape(manager, "params/probe/kernel")  # The state's shapes depend on the class count.
+  trainer = build_trainer(config, mesh, config.batch_size, probe[-1] if probe else 0)
+  state = experiment.restore(config, workdir, trainer, manager)
+  if state is None:
+    raise ConfigError(f"--workdir: {workdir} holds no checkpoint")
+  return config, trainer, eval_variables(state, trainer.method)
+
+
+def load_encoder(workdir: str):
+  """(encoder, variables, preprocess) of the newest checkpoint in `workdir`: the Flax module and its variables
+  (`encoder.apply(variables, images, train=False)` -> [N, D] features, as the evaluators compute them) and
+  `preprocess`, uint8 images ([N, H, W, C] or a list of any sizes) -> the float32 [N, S, S, C] input it expects."""
+  config, trainer, variables = restore_run(workdir)
+  preprocess = functools.partial(data.preprocess, size=config.dataset.image_size)
+  return trainer.method.model.encoder, encoder_variables(variables), preprocess

@@ -1,0 +1,106 @@
+"""Users' own data: a folder of PNGs in class subfolders trains and evaluates end to end, a folder without classes
+pretrains and is embedded (`ssljax.embed` writes the evaluators' features, `load_encoder` reproduces them), a
+corrupt file is a one-line error naming it or is skipped and counted, and npz arrays load with or without labels."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+import ssljax
+from configs import simclr_digits
+from ssljax import data, embed, experiment
+from ssljax.config import ConfigError
+
+
+def _write_pngs(directory, images, labels=None):
+  """uint8 [N, H, W] images as PNG files, in class subdirectories when `labels` are given."""
+  for index, image in enumerate(images):
+    folder = directory / (f"class_{labels[index]}" if labels is not None else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(folder / f"{index:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def digit_pngs():
+  """Real digits as 8-bit, 12 px images: 64 for training, 20 for testing."""
+  digits = load_digits()
+  images = np.asarray(
+    [Image.fromarray((d * 255 / 16).astype(np.uint8)).resize((12, 12), Image.BILINEAR) for d in digits.images[:84]]
+  )
+  return images, digits.target[:84]
+
+
+def _config(data_dir, **dataset):
+  config = simclr_digits.get_config("runlocal")
+  config.dataset.update(name="folder", data_dir=str(data_dir), **dataset)
+  config.evals = {"linear": config.evals.linear, "knn": {**config.evals.knn, "every_steps": 0}}
+  config.eval_baselines = ()
+  config.total_steps = 2
+  return config
+
+
+def test_a_folder_with_class_subfolders_trains_and_evaluates(digit_pngs, tmp_path):
+  images, labels = digit_pngs
+  _write_pngs(tmp_path / "data" / "train", images[:64], labels[:64])
+  _write_pngs(tmp_path / "data" / "test", images[64:], labels[64:])
+  source = data.load_source(_config(tmp_path / "data").dataset, "test")
+  assert source.classes == [f"class_{c}" for c in range(10)] and source.num_classes == 10
+  np.testing.assert_array_equal(np.sort(source.labels), np.sort(labels[64:]))
+  results = experiment.train_and_evaluate(_config(tmp_path / "data"), str(tmp_path / "run"))
+  assert set(results) == {"linear_fast/ssl/all", "linear_fast/ssl/10_per_class", "knn/ssl/k20"}
+  assert all(0.0 <= v <= 1.0 for v in results.values())
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]["data_dir"] == str(tmp_path / "data")
+
+
+def test_a_folder_without_classes_pretrains_and_embeds(digit_pngs, tmp_path, caplog):
+  images, _ = digit_pngs
+  _write_pngs(tmp_path / "data" / "train", images[:64])
+  _write_pngs(tmp_path / "data" / "test", images[64:])
+  results = experiment.train_and_evaluate(_config(tmp_path / "data"), str(tmp_path / "run"))
+  assert results == {}  # The online probe and every evaluator that needs labels are left out, with a warning.
+  assert "config.evals.knn (knn) skipped: the training data has no labels" in caplog.text
+  out = tmp_path / "emb.npz"
+  written = embed.embed(str(tmp_path / "run"), str(out), str(tmp_path / "data" / "test"))
+  saved = np.load(out)
+  assert saved["features"].shape == (20, 64) and np.all(saved["labels"] == -1)
+  assert list(saved["files"]) == [f"{i:03d}.png" for i in range(20)]
+  np.testing.assert_array_equal(saved["features"], written["features"])
+  encoder, variables, preprocess = ssljax.load_encoder(str(tmp_path / "run"))
+  pixels = [np.asarray(Image.open(tmp_path / "data" / "test" / name))[..., None] for name in saved["files"]]
+  np.testing.assert_allclose(
+    encoder.apply(variables, preprocess(pixels), train=False), saved["features"], rtol=1e-5, atol=1e-5
+  )
+
+
+def test_a_corrupt_image_is_named_or_skipped(digit_pngs, tmp_path, caplog):
+  images, labels = digit_pngs
+  _write_pngs(tmp_path / "train", images[:20], labels[:20])
+  broken = tmp_path / "train" / "class_0" / "-broken.png"
+  broken.write_bytes(b"not a png")
+  config = _config(tmp_path).dataset
+  with pytest.raises(ConfigError, match=rf"^config.dataset: cannot read image {broken} \("):
+    data.load_source(config, "train")
+  config.skip_bad_files = True
+  source = data.load_source(config, "train")
+  assert len(source) == 20 and str(broken) not in source.files
+  assert "skipped 1 unreadable images (config.dataset.skip_bad_files)" in caplog.text
+
+
+def test_npz_arrays_with_and_without_labels(tmp_path):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+  np.savez(tmp_path / "train.npz", images=images, labels=np.array([0, 1, 2, 0, 1, 2]))
+  np.savez(tmp_path / "test.npz", images=images.astype(np.float32) / 255)
+  config = simclr_digits.get_config().dataset
+  config.update(name="npz", data_dir=str(tmp_path), image_size=8, channels=3)
+  train = data.load_source(config, "train")
+  np.testing.assert_allclose(train.get(np.arange(6))["image"], images / 255, rtol=1e-6)
+  assert train.num_classes == 3
+  test = data.load_source(config, "test")
+  assert test.num_classes == 0 and np.all(test.labels == -1)
+  np.savez(tmp_path / "bad.npz", images=images[0])
+  with pytest.raises(ConfigError, match=r"bad.npz 'images' must be \[N, H, W, C\], not shape \(8, 8, 3\)"):
+    data.load_source(config, "bad")
