@@ -47,8 +47,8 @@ def get_config(arg: str = ""):
   config.multicrop = dict(num_local=10, local_size=96, crop_scale=(0.05, 0.4), blur_prob=0.5, solarize_prob=0.0)
   config.batch_size = 1024
   config.evals = dict(
-    linear=dict(type="linear_probe", label_budgets=("all",), steps=20000),
-    knn=dict(type="knn", ks=(20,), temperature=0.07),
+    linear=dict(type="linear_probe", label_budgets=("all",), steps=20000, seed=0, every_steps=0),
+    knn=dict(type="knn", ks=(20,), temperature=0.07, every_steps=0),
   )
   if "resnet50" in args:
     config.augment.crop_scale = (0.14, 1.0)

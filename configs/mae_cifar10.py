@@ -26,6 +26,7 @@ def get_config(arg: str = ""):
     image_size=32,
     channels=3,
     data_dir=config_dict.placeholder(str),
+    skip_bad_files=False,
   )
   config.model = dict(name="vit", variant="Ti", width=None, depth=None, num_heads=None, patch_size=4, pool="cls")
   config.mae = dict(mask_ratio=0.75, norm_pix=True, decoder_width=256, decoder_depth=4, decoder_heads=8)

@@ -38,6 +38,7 @@ def get_config(arg: str = ""):
     image_size=16,
     channels=1,
     data_dir=config_dict.placeholder(str),
+    skip_bad_files=False,
   )
   config.model = dict(
     name="vit", variant="Ti", width=128, depth=4, num_heads=4, patch_size=4, pool="cls", drop_path=0.0
@@ -68,14 +69,19 @@ def get_config(arg: str = ""):
   config.keep_checkpoints = 2
 
   config.eval_batch_size = 360
+  config.train_eval_examples = 10_000  # During training, evaluators see at most 10k images of each split.
   config.eval_baselines = ("raw_pixels", "random_init")
   config.evals = dict(
-    linear=dict(type="linear_probe", label_budgets=("all", 10), steps=500),
+    linear=dict(type="linear_probe", label_budgets=("all", 10), steps=500, seed=0, every_steps=0),
     finetune=dict(
       type="finetune",
       label_budgets=("all",),
+      baselines=("random_init",),
+      seed=0,
+      every_steps=0,
       batch_size=128,
       epochs=50,
+      max_steps=0,  # No cap: the paper's recipe in epochs.
       warmup_epochs=5,
       optimizer=dict(
         name="adamw",
@@ -101,11 +107,14 @@ def get_config(arg: str = ""):
       augment=_digit_crops,
       optimizer={**linear_eval.PROTOCOLS["mae"]["optimizer"], "base_lr": 6.4, "lr_scaling": "none"},
     ),
-    reconstruction=dict(type="reconstruction", num_images=16),
+    # mask_ratio unset: the pretraining's (config.mae.mask_ratio).
+    reconstruction=dict(
+      type="reconstruction", num_images=16, mask_ratio=config_dict.placeholder(float), seed=0, every_steps=0
+    ),
   )
 
   if "lora" in arg.split(","):  # LoRA fine-tuning beside full fine-tuning and the linear probe (lecture 001).
-    lora = {k: v for k, v in config.evals.finetune.to_dict().items() if k != "type"}
+    lora = {k: v for k, v in config.evals.finetune.to_dict().items() if k not in ("type", "baselines")}
     lora["optimizer"].update(base_lr=4e-3, layer_decay=1.0)  # Adapters start at 0: a larger lr, no layer decay.
     config.evals.lora = dict(lora, type="lora_finetune", rank=8, alpha=16.0)
   if "runlocal" in arg.split(","):  # A ~30 s smoke run of the whole pipeline.

@@ -30,6 +30,7 @@ def get_config(arg: str = ""):
     image_size=224,
     channels=3,
     data_dir=config_dict.placeholder(str),
+    skip_bad_files=False,
   )
   config.model = dict(name="vit", variant="B", width=None, depth=None, num_heads=None, patch_size=16, pool="cls")
   config.mae = dict(mask_ratio=0.75, norm_pix=True, decoder_width=512, decoder_depth=8, decoder_heads=16)

@@ -33,6 +33,7 @@ def get_config(arg: str = ""):
     image_size=32,
     channels=3,
     data_dir=config_dict.placeholder(str),
+    skip_bad_files=False,
   )
   config.model = dict(name="resnet", depth=18, width=1.0, small_stem=True, conv_init="simclr")
   config.simclr = dict(
@@ -54,7 +55,7 @@ def get_config(arg: str = ""):
   config.eval_batch_size = 1000
   config.eval_baselines = ("random_init",)
   config.evals = dict(
-    linear=dict(type="linear_probe", label_budgets=("all", 10), steps=2000),
+    linear=dict(type="linear_probe", label_budgets=("all", 10), steps=2000, seed=0, every_steps=0),
     linear_simclr=linear_eval.paper_protocol("simclr", batch_size=512, epochs=100),
   )
   if "v2" in arg.split(","):

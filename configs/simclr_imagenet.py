@@ -27,6 +27,7 @@ def get_config(arg: str = ""):
     image_size=224,
     channels=3,
     data_dir=config_dict.placeholder(str),
+    skip_bad_files=False,
   )
   config.model = dict(name="resnet", depth=50, width=1.0, small_stem=False, conv_init="simclr")
   # block_size (e.g. 1024): blockwise NT-Xent in shard_map, for global batches where (2N)^2 similarities do not fit.
@@ -41,7 +42,7 @@ def get_config(arg: str = ""):
   config.checkpoint_every = 5000
   config.eval_batch_size = 1000
   config.evals = dict(
-    linear=dict(type="linear_probe", label_budgets=("all",), steps=20000),
+    linear=dict(type="linear_probe", label_budgets=("all",), steps=20000, seed=0, every_steps=0),
     linear_simclr=linear_eval.paper_protocol("simclr", batch_size=4096, baselines=()),
   )
   if "runlocal" in arg.split(","):

@@ -65,6 +65,7 @@ _BUDGETS = {"label_budgets": Optional(tuple), "seed": Optional(int)}
 _TRAINING = {
   "batch_size": int,
   "epochs": NUMBER,
+  "max_steps": Optional(int),  # A cap on the optimizer steps (0: none), whatever the dataset's size.
   "warmup_epochs": Optional(NUMBER),
   "optimizer": _FINETUNE_OPTIMIZER,
   "augment": Optional(AUGMENT_OVERRIDES),  # Overrides of config.augment.
@@ -178,6 +179,7 @@ SCHEMA = {
   "max_nonfinite_steps": Optional(int),
   "max_rollbacks": Optional(int),
   "eval_batch_size": int,
+  "train_eval_examples": Optional(int),  # Evaluators due during training see at most this many per split.
   "eval_baselines": tuple,
   "evals": Entries(EVALUATOR),
 }
@@ -274,6 +276,8 @@ def validate(config):
     _positive(config, key, minimum=0 if key == "seed" else 1)
   for key in ("image_size", "channels"):
     _positive(config, f"dataset.{key}")
+  if config.get("train_eval_examples") is not None:
+    _positive(config, "train_eval_examples")
   if not config.get("total_steps") and config.epochs <= 0:
     raise ConfigError(f"config.epochs: {config.epochs} must be positive when config.total_steps is 0")
   ways = sharding.batch_devices(sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH)))
@@ -297,6 +301,8 @@ def validate(config):
       raise ConfigError(f"config.evals.{name}: the reconstruction evaluator needs method 'mae', not {config.method!r}")
     if "augment" in eval_config:
       _check_augment(eval_config.augment, f"config.evals.{name}.augment")
+    if eval_config.get("max_steps") is not None:
+      _positive(config, f"evals.{name}.max_steps", minimum=0)
     if eval_config.type == "self_training":
       _probability(eval_config.threshold, f"config.evals.{name}.threshold")
       _probability(eval_config.get("top_fraction", 1.0), f"config.evals.{name}.top_fraction")

@@ -278,6 +278,14 @@ def _npz(data_dir, split: str, size: int) -> ArraySource:
   return ArraySource(images, labels, int(labels.max()) + 1 if len(labels) else 0)
 
 
+def fixed_subset(source, max_examples: int, seed: int):
+  """`source` itself, or `max_examples` of its examples drawn once by `seed` (the same at every call)."""
+  if len(source) <= max_examples:
+    return source
+  indices = np.sort(np.random.default_rng(seed).permutation(len(source))[:max_examples])
+  return SubsetSource(source, indices)
+
+
 def _digits(split: str, size: int) -> ArraySource:
   from sklearn.datasets import load_digits
 

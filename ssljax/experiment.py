@@ -242,6 +242,11 @@ def evaluate(
   featurizers = {"ssl": functools.partial(encode, variables_of(state))}
   for name in config.eval_baselines if step is None else ():  # Baselines do not change during training.
     featurizers[name] = baselines[require_choice(name, baselines, "config.eval_baselines")]()
+  test_source = test_source or data.load_source(config.dataset, config.dataset.test_split)
+  if step is not None and config.get("train_eval_examples"):  # During training: a fixed subset of each split.
+    train_source, test_source = (
+      data.fixed_subset(s, config.train_eval_examples, config.seed) for s in (train_source, test_source)
+    )
   context = evaluators.EvalContext(
     config=config,
     workdir=workdir,
@@ -252,7 +257,7 @@ def evaluate(
     featurizers=featurizers,
     encoders=encoders,
     train_source=train_source,
-    test_source=test_source or data.load_source(config.dataset, config.dataset.test_split),
+    test_source=test_source,
     writer=writer,
   )
   return evaluators.run_evaluators(config.evals, context, step)

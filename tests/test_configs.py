@@ -116,3 +116,34 @@ def test_data_dir_can_be_set_on_the_command_line(name, tmp_path, monkeypatch):
   config_flags.DEFINE_config_dict("config", experiment.load_config(str(tmp_path)), flag_values=values, sys_argv=argv)
   cli.parse_flags(argv, values)
   assert values.config.dataset.data_dir == "/data/tfds"
+
+
+# Settings whose absence has a meaning no value can stand for (a dict derived from another key).
+DERIVED_WHEN_ABSENT = {("finetune", "scratch_optimizer")}
+
+
+@pytest.mark.parametrize(
+  ("name", "arg"),
+  [(name, "") for name in CONFIGS] + [(name, variant) for name, variants in VARIANTS.items() for variant in variants],
+)
+def test_every_evaluator_setting_is_in_the_shipped_config(name, arg):
+  """Every key an evaluator reads is spelled out in the shipped configs (the code's defaults never apply to
+  them silently), so that `--config.evals.NAME.KEY=...` can change any of them."""
+  config = importlib.import_module(f"configs.{name}").get_config(arg)
+  for entry_name, entry in config.evals.items():
+    schema = config_checks.EVALUATOR.choices[entry.type]
+    missing = sorted(k for k in schema if k not in entry and (entry.type, k) not in DERIVED_WHEN_ABSENT)
+    assert not missing, f"config.evals.{entry_name} ({entry.type}) leaves {missing} to the code's defaults"
+  assert "skip_bad_files" in config.dataset
+
+
+@pytest.mark.parametrize("evaluator", sorted(config_checks.EVALUATOR.choices))
+def test_the_schema_names_every_setting_an_evaluator_takes(evaluator):
+  """The settings an evaluator's `run` takes by name are keys of its schema (so validation knows them)."""
+  import inspect
+
+  from ssljax import evaluators
+
+  run = evaluators.registry()[evaluator]
+  named = [p.name for p in inspect.signature(run).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD][1:]
+  assert set(named) <= set(config_checks.EVALUATOR.choices[evaluator]), evaluator

@@ -1,6 +1,8 @@
 """The papers' linear evaluation (a head on a frozen encoder, MAE's BatchNorm before it) and self-training with data
 distillation: the classifier's formulas, what is frozen, the pseudo-labels, and which runs the evaluators make."""
 
+import types
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import simclr_digits
-from ssljax import config_checks, data, sharding, train_step
+from ssljax import config_checks, data, experiment, sharding, train_step
 from ssljax.config import ConfigError
 from ssljax.evaluators import finetune, linear_eval, self_training
 from ssljax.evaluators.label_budgets import budget_subset
@@ -212,3 +214,29 @@ def test_fine_tuning_augmentation_follows_command_line_overrides():
   run_config = finetune.finetune_config(config, 128, config.evals.finetune.to_dict())
   assert run_config.augment.crop_scale == (0.5, 1.0)
   assert run_config.augment.jitter_prob == run_config.augment.blur_prob == 0.0 < config.augment.jitter_prob
+
+
+def test_evaluation_budgets_do_not_grow_with_the_dataset(monkeypatch):
+  """Fine-tuning's `max_steps` caps its steps on a large dataset (60 epochs of 10% of 60k images would be 2,800
+  steps) and leaves small ones to their epochs; evaluators due during training see a fixed subset of each split."""
+  config = simclr_digits.get_config()
+  settings = config.evals.finetune.to_dict()
+  small = finetune.finetune_config(config, 1_000, settings)
+  assert train_step.total_steps(small, 1_000) == 60 * 1_000 // 128  # Its epochs: under the cap.
+  large = finetune.finetune_config(config, 6_000, settings)
+  assert large.total_steps == train_step.total_steps(large, 6_000) == 1_000
+  seen = []
+  monkeypatch.setattr(experiment.evaluators, "run_evaluators", lambda evals, context, step: seen.append(context) or {})
+  state = types.SimpleNamespace(params={}, model_state={}, target={})
+  method = types.SimpleNamespace(evaluate_teacher=False)
+  trainer = types.SimpleNamespace(encode=print, method=method, model=None, batch_sharding=None)
+  train = data.ArraySource(np.zeros((30, 8, 8, 1), np.float32), np.arange(30) % 10, 10)
+  test = data.ArraySource(np.zeros((12, 8, 8, 1), np.float32), np.arange(12) % 10, 10)
+  config.train_eval_examples = 20
+  config.eval_baselines = ()
+  for step in (4, 8, None):
+    experiment.evaluate(config, "", None, trainer, state, train, step=step, test_source=test)
+  during, again, after = seen
+  assert len(during.train_source) == 20 and len(during.test_source) == 12  # The test split is smaller than 20.
+  np.testing.assert_array_equal(during.train_source.indices, again.train_source.indices)  # Fixed, not redrawn.
+  assert after.train_source is train and after.test_source is test

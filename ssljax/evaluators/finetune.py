@@ -33,10 +33,13 @@ def supervised_config(pretrain_config, num_examples: int, settings: dict, superv
   if config.batch_size == 0:
     raise ConfigError(f"config.evals.finetune: {num_examples} labelled examples are fewer than the {devices} devices")
   config.epochs = settings["epochs"]
-  config.total_steps = 0
+  # `max_steps` caps the budget, so that evaluation does not grow with the dataset (0: epochs alone decide).
+  epoch_steps = int(config.epochs * num_examples // config.batch_size)
+  config.total_steps = min(epoch_steps, settings["max_steps"]) if settings.get("max_steps") else 0
   config.optimizer = dict(settings["optimizer"])
   steps_per_epoch = num_examples / config.batch_size
-  config.optimizer.warmup_steps = int(round(settings.get("warmup_epochs", 0) * steps_per_epoch))
+  warmup = int(round(settings.get("warmup_epochs", 0) * steps_per_epoch))
+  config.optimizer.warmup_steps = min(warmup, config.total_steps) if config.total_steps else warmup
   return config
 
 

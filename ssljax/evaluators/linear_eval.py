@@ -59,7 +59,17 @@ def paper_protocol(protocol: str, batch_size: int, augment: dict | None = None, 
   """`config.evals` entry for the paper protocol `protocol` ("simclr" | "mae"), `augment` defaulting to
   `crop_and_flip()`; `overrides` replace any of its settings (say so next to any number it produces)."""
   recipe = PROTOCOLS[require_choice(protocol, PROTOCOLS, "linear_eval protocol")]
-  entry = dict(type="linear_eval", protocol=protocol, batch_size=batch_size, augment=augment or crop_and_flip())
+  entry = dict(
+    type="linear_eval",
+    protocol=protocol,
+    batch_size=batch_size,
+    augment=augment or crop_and_flip(),
+    label_budgets=("all",),
+    baselines=("random_init",),
+    seed=0,
+    every_steps=0,
+    max_steps=0,  # The papers' budgets are in epochs.
+  )
   return {**entry, **recipe, **overrides}
 
 
