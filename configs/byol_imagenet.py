@@ -3,7 +3,7 @@ biases and BatchNorm excluded), 10 warmup epochs then cosine, 1000 epochs; proje
 target momentum 0.996 -> 1 (cosine, per step); asymmetric views (blur 1.0 / 0.1, solarisation 0 / 0.2, colour
 jitter 0.4 / 0.4 / 0.2 / 0.1 with probability 0.8, grayscale 0.2), bf16.
 
-  python -m ssljax.train --config configs/byol_imagenet.py --workdir gs://BUCKET/byol_imagenet
+  python -m ssljax.train --config configs/byol_imagenet.py --workdir /mnt/shared/byol_imagenet
   python -m ssljax.train --config configs/byol_imagenet.py:runlocal --workdir /tmp/ssljax/byol_imagenet_local
 
 Expected: 74.3% linear top-1 after 1000 epochs (the paper's Table 1, its linear protocol: SGD on frozen

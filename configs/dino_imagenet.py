@@ -9,7 +9,7 @@ r"""DINO on ImageNet (Caron et al. 2021), facebookresearch/dino's recipes, bf16,
 - `:resnet50`: the repository's ResNet-50 recipe: SGD (lr 0.03 x B/256, weight decay 1e-4), global crops scale
   (0.14, 1), local (0.05, 0.14). Expected: 75.3% linear (Table 2).
 
-  python -m ssljax.train --config configs/dino_imagenet.py:vit_small --workdir gs://BUCKET/dino_vits16
+  python -m ssljax.train --config configs/dino_imagenet.py:vit_small --workdir /mnt/shared/dino_vits16
   python -m ssljax.train --config configs/dino_imagenet.py:vit_small,runlocal --workdir /tmp/ssljax/dino_local
 
 Deviations from the reference, stated: weight decay is constant (the reference raises it 0.04 -> 0.4 by cosine),

@@ -6,7 +6,7 @@ LARS, batch 16384, 90 epochs), our fast probe (`linear_fast`), and end-to-end fi
 epochs, batch 1024, lr 5e-4 x B/256, layer decay 0.65, drop path 0.1, label smoothing 0.1; the paper also uses
 RandAugment, mixup 0.8 and CutMix 1.0, not implemented here).
 
-  python -m ssljax.train --config configs/mae_vit_base_imagenet.py --workdir gs://BUCKET/mae_vit_base
+  python -m ssljax.train --config configs/mae_vit_base_imagenet.py --workdir /mnt/shared/mae_vit_base
   python -m ssljax.train --config configs/mae_vit_base_imagenet.py:runlocal --workdir /tmp/ssljax/mae_vit_base_local
 
 Needs tfds `imagenet2012` as ArrayRecord (see configs/simclr_imagenet.py). Expected (paper, 800 epochs): 83.x%

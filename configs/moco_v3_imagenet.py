@@ -7,7 +7,7 @@ r"""MoCo v3 on ImageNet (Chen, Xie & He 2021), facebookresearch/moco-v3's recipe
   300 epochs, temperature 0.2, 3-layer projector, the random patch projection frozen. Expected: 73.2% (ViT-S) /
   76.7% (ViT-B) linear top-1 (the paper's Table 1, its linear protocol: SGD on frozen features, 90 epochs).
 
-  python -m ssljax.train --config configs/moco_v3_imagenet.py:vit_small --workdir gs://BUCKET/mocov3_vits
+  python -m ssljax.train --config configs/moco_v3_imagenet.py:vit_small --workdir /mnt/shared/mocov3_vits
   python -m ssljax.train --config configs/moco_v3_imagenet.py:vit_small,runlocal --workdir /tmp/ssljax/mocov3_local
 
 Augmentations: BYOL's asymmetric views. Not yet measured with this codebase.

@@ -1,7 +1,7 @@
 r"""SimCLR v1 on ImageNet: ResNet-50, batch 4096, LARS (lr 0.3 x B/256, weight decay 1e-6), temperature 0.1,
 100 epochs with 10 warmup epochs, full colour distortion (strength 1.0) and blur, as in the SimCLR paper.
 
-  python -m ssljax.train --config configs/simclr_imagenet.py --workdir gs://BUCKET/simclr_imagenet
+  python -m ssljax.train --config configs/simclr_imagenet.py --workdir /mnt/shared/simclr_imagenet
   python -m ssljax.train --config configs/simclr_imagenet.py:runlocal --workdir /tmp/ssljax/simclr_imagenet_local
 
 Needs tfds `imagenet2012` as ArrayRecord: download its tar files yourself, then

@@ -31,6 +31,11 @@ MAX_ROLLBACKS = 3  # Default of config.max_rollbacks: then the run stops with an
 
 def prepare_workdir(workdir: str):
   """Creates `workdir` and proves it writable before any compute is spent."""
+  if "://" in workdir:  # os.makedirs would make a local directory named "gs:", lost with the machine.
+    raise ConfigError(
+      f"--workdir: {workdir!r} is a URL; workdirs are written with local file calls, so give a local or mounted "
+      "directory (e.g. a gcsfuse mount)"
+    )
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
