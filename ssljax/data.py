@@ -118,6 +118,30 @@ def _unreadable_split(builder, name: str, split: str, split_key: str) -> ConfigE
   return None
 
 
+def decode_crop_resize(encoded: bytes, box, size: int, channels: int = 3) -> np.ndarray:
+  """uint8 [size, size, channels]: the crop `box` = (top, left, height, width), in pixels of the full image, of the
+  JPEG/PNG `encoded`, resized (bilinear) to size x size. For a JPEG the crop is folded into the decode: PIL's draft
+  mode decodes at 1/2, 1/4 or 1/8 scale (DCT scaling) whenever the box still covers `size` pixels at that scale,
+  so a small crop target decodes a fraction of the pixels (what tf.image.decode_and_crop_jpeg saves by decoding
+  only the crop's rows)."""
+  import io
+
+  from PIL import Image
+
+  top, left, height, width = box
+  with Image.open(io.BytesIO(encoded)) as image:
+    full_width, full_height = image.size
+    # Largest reduction keeping the box at least `size` pixels on each side (draft never goes below the request).
+    image.draft(
+      "L" if channels == 1 else "RGB", (full_width * size // max(width, 1), full_height * size // max(height, 1))
+    )
+    scale_x, scale_y = image.size[0] / full_width, image.size[1] / full_height
+    region = (left * scale_x, top * scale_y, (left + width) * scale_x, (top + height) * scale_y)
+    image = image.convert("L" if channels == 1 else "RGB")
+    out = np.asarray(image.resize((size, size), Image.BILINEAR, box=region))
+  return out[..., None] if out.ndim == 2 else out
+
+
 def preprocess(images, size: int) -> np.ndarray:
   """uint8 images ([N, H, W, C] or a list of [H, W, C] of any sizes) -> float32 [N, size, size, C] in [0, 1]:
   the shorter side resized to `size` (bicubic), centre-cropped; what a folder, npz or tfds dataset gives."""
@@ -171,6 +195,7 @@ def _decode(path: str, size: int, channels: int) -> np.ndarray:
 
   try:
     with Image.open(path) as image:
+      image.draft("L" if channels == 1 else "RGB", (size, size))  # A JPEG decodes at 1/2-1/8 scale if still >= size.
       pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
   except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files, bad headers.
     raise ConfigError(f"config.dataset: cannot read image {path} ({' '.join(str(error).split())})") from None

@@ -350,8 +350,12 @@ def test_mae_digits_shortened_learns_to_reconstruct(tmp_path):
     "--config.total_steps=1200",
     "--config.evals.finetune.epochs=10",
     "--config.evals.linear.label_budgets=(10,)",
+    "--config.evals.linear_mae.epochs=20",
+    "--config.evals.linear_mae.warmup_epochs=2",
+    "--config.evals.linear_mae.baselines=()",
   )
   assert results["reconstruction/ssl/masked_mse"] < 0.75 * results["reconstruction/mean_patch/masked_mse"], results
+  assert results["linear_mae/ssl/all"] > 0.7, results  # MAE's linear probing, 20 of its 90 epochs (0.78).
   assert results["finetune/ssl/all"] > results["finetune/random_init/all"] + 0.05, results
   assert "linear_fast/raw_pixels/10_per_class" in results and "linear_fast/ssl/10_per_class" in results
   assert (tmp_path / "reconstructions.png").stat().st_size > 0

@@ -2,6 +2,7 @@
 pretrains and is embedded (`ssljax.embed` writes the evaluators' features, `load_encoder` reproduces them), a
 corrupt file is a one-line error naming it or is skipped and counted, and npz arrays load with or without labels."""
 
+import io
 import json
 
 import numpy as np
@@ -104,3 +105,25 @@ def test_npz_arrays_with_and_without_labels(tmp_path):
   np.savez(tmp_path / "bad.npz", images=images[0])
   with pytest.raises(ConfigError, match=r"bad.npz 'images' must be \[N, H, W, C\], not shape \(8, 8, 3\)"):
     data.load_source(config, "bad")
+
+
+def test_jpeg_decode_with_the_crop_folded_in_matches_a_full_decode():
+  """decode_crop_resize (PIL draft mode: DCT-scaled decode when the crop is large) equals cropping and resizing the
+  fully decoded image up to JPEG-scaling error, and a crop of the whole image keeps its border, which has its own
+  colour (red), while an inner crop has none of it."""
+  height, width = 300, 400
+  y, x = np.mgrid[:height, :width]
+  image = np.stack([x * 200 // width, y * 200 // height, np.full_like(x, 90)], -1).astype(np.uint8)
+  image[:12], image[-12:], image[:, :12], image[:, -12:] = (255, 0, 0), (255, 0, 0), (255, 0, 0), (255, 0, 0)
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+  decoded = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+  for box in ((0, 0, 300, 400), (50, 60, 200, 280), (100, 150, 40, 40)):
+    top, left, box_h, box_w = box
+    out = data.decode_crop_resize(buffer.getvalue(), box, 32)
+    reference = np.asarray(decoded.resize((32, 32), Image.BILINEAR, box=(left, top, left + box_w, top + box_h)))
+    assert out.shape == (32, 32, 3) and np.abs(out.astype(int) - reference).mean() < 4, box
+  whole = data.decode_crop_resize(buffer.getvalue(), (0, 0, 300, 400), 32)
+  inner = data.decode_crop_resize(buffer.getvalue(), (50, 60, 200, 280), 32)
+  assert whole[0, 0, 0] > 200 and whole[0, 0, 1] < 60  # The red border survives a full-image crop.
+  assert not np.any((inner[..., 0] > 200) & (inner[..., 1] < 60))
