@@ -35,6 +35,12 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except ModuleNotFoundError as error:
     raise ConfigError(f"NAME: building {name!r} needs the module {error.name!r}: pip install -e '.[prepare]'") from None
+  except OSError as error:  # requests' ConnectionError among them: no network, or a server that refused.
+    reason = " ".join(str(error).split())[:160]
+    raise ConfigError(
+      f"NAME: downloading {name!r} failed ({type(error).__name__}: {reason}); prepare it where the network is "
+      f"reachable and copy the data dir over, or give its files with --manual_dir"
+    ) from None
   except AssertionError as error:  # tfds asserts that a manual-download dataset's files are in manual_dir.
     if "manual" not in str(error).lower():
       raise

@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from configs import simclr_digits
 from ssljax import data, experiment, prepare
+from ssljax.config import ConfigError
 from tests import tiny_tfds
 
 
@@ -58,3 +59,12 @@ def test_a_run_found_through_the_environment_records_its_data_dir(tiny_data_dir,
   monkeypatch.undo()
   reloaded = experiment.load_config(str(tmp_path))
   assert len(data.load_source(reloaded.dataset, reloaded.dataset.train_split)) == 64
+
+
+def test_prepare_without_network_is_a_one_line_error(tmp_path, monkeypatch):
+  def offline(self, **kwargs):
+    raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
+
+  monkeypatch.setattr(tiny_tfds.SsljaxTinyImages, "download_and_prepare", offline)
+  with pytest.raises(ConfigError, match=r"^NAME: downloading 'ssljax_tiny_images' failed \(ConnectionError: Failed"):
+    prepare.prepare(tiny_tfds.NAME, str(tmp_path))
