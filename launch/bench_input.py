@@ -1,14 +1,15 @@
 r"""How fast one host decodes training images: JPEG decode + random-resized-crop box + resize to 224 px, ours
-(`ssljax.data.decode_crop_resize`: PIL, the crop folded into the decode by draft mode) against tf.data's
+(`ssljax.data.decode_crop_resize`: PIL, the crop folded into the decode by draft mode; from memory, a folder of
+files and an ArrayRecord file read by index) against tf.data's
 `tf.image.decode_and_crop_jpeg` + `tf.image.resize` (the baseline; TensorFlow from the `prepare` extra), on the
 same synthetic ImageNet-sized JPEGs and the same crop boxes, in one run.
 
   python -m launch.bench_input [--images 256] [--size 224] [--workers 1 2]
 
-Per core: one process (ours) / a tf.data map with one thread and intra-op parallelism 1 (tf.data). Then ours in a
-process pool of each `--workers` count (threads do not help: PIL holds the GIL in parts of the decode). Also the
-folder path: files written to a temporary directory, read and decoded by the pool. "x tf.data" is images/s over
-tf.data's per-core rate; "16-core host" extrapolates the per-core rate (not measured).
+Per core: one thread (ours) / a tf.data map with one thread and intra-op parallelism 1 (tf.data). Then ours in
+threads of one process (`--workers` of them), as the sources decode (PIL releases the GIL while it decodes and
+resizes), from memory, the files of a temporary folder and the records of an ArrayRecord file. "x tf.data" is
+images/s over tf.data's per-core rate; "16-core host" extrapolates the per-core rate (not measured).
 """
 
 import argparse
@@ -73,19 +74,35 @@ def _read_and_decode(args):
   return shapes
 
 
-def ours_rate(inputs, boxes, size: int, workers: int, reader=_decode_all) -> float:
-  """Images per second, decoding in `workers` processes (1: this process)."""
-  if workers == 1:
-    reader((inputs[:4], boxes[:4], size))  # Warm up (imports, allocator), untimed.
-    start = time.perf_counter()
-    reader((inputs, boxes, size))
-    return len(inputs) / (time.perf_counter() - start)
-  chunks = [(inputs[i::workers], boxes[i::workers], size) for i in range(workers)]
-  with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-    list(pool.map(reader, [(inputs[:2], boxes[:2], size)] * workers))  # Start the workers, untimed.
+def _array_record_decode(args):
+  path, indices, boxes, size = args
+  from array_record.python.array_record_module import ArrayRecordReader
+
+  records = ArrayRecordReader(path).read(indices)
+  return [decode_crop_resize(data, box, size).shape for data, box in zip(records, boxes, strict=True)]
+
+
+def images_per_second(reader, chunks: list, count: int) -> float:
+  """Images per second of `reader` over `chunks` (one per worker thread; PIL releases the GIL while it decodes
+  and resizes, so threads of one process scale), after an untimed warm-up."""
+  reader(_first_two(chunks[0]))
+  with concurrent.futures.ThreadPoolExecutor(len(chunks)) as pool:
     start = time.perf_counter()
     list(pool.map(reader, chunks))
-    return len(inputs) / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start)
+
+
+def _first_two(chunk):
+  """The first two items of a chunk (imports and allocations happen outside the timing)."""
+  return tuple(part[:2] if isinstance(part, list) else part for part in chunk)
+
+
+def label(source: str, workers: int) -> str:
+  return f"ours, {source}, {workers} thread{'s' if workers > 1 else ''}"
+
+
+def split(items: list, workers: int) -> list[list]:
+  return [items[i::workers] for i in range(workers)]
 
 
 def tf_data_rate(encoded, boxes, size: int) -> float | None:
@@ -130,18 +147,33 @@ def main():
   baseline = tf_data_rate(encoded, boxes, args.size)
   rows = [("tf.data decode_and_crop_jpeg + resize, 1 core", 1, baseline)]
   for workers in args.workers:
-    rows.append(
-      (f"ours, {workers} process{'es' if workers > 1 else ''}", workers, ours_rate(encoded, boxes, args.size, workers))
-    )
+    chunks = [(e, b, args.size) for e, b in zip(split(encoded, workers), split(boxes, workers), strict=True)]
+    rows.append((label("in memory", workers), workers, images_per_second(_decode_all, chunks, len(encoded))))
   with tempfile.TemporaryDirectory() as folder:
     paths = []
     for index, data in enumerate(encoded):
       paths.append(os.path.join(folder, f"{index:05d}.jpg"))
       with open(paths[-1], "wb") as f:
         f.write(data)
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    record_path = os.path.join(folder, "images.array_record")
+    writer = ArrayRecordWriter(record_path, "group_size:1")  # Random access by index, as tfds writes them.
+    for data in encoded:
+      writer.write(data)
+    writer.close()
+    indices = list(range(len(encoded)))
     for workers in args.workers:
-      rate = ours_rate(paths, boxes, args.size, workers, reader=_read_and_decode)
-      rows.append((f"ours from a folder, {workers} process{'es' if workers > 1 else ''}", workers, rate))
+      chunks = [(p, b, args.size) for p, b in zip(split(paths, workers), split(boxes, workers), strict=True)]
+      rows.append(
+        (label("folder of files", workers), workers, images_per_second(_read_and_decode, chunks, len(encoded)))
+      )
+      chunks = [
+        (record_path, i, b, args.size) for i, b in zip(split(indices, workers), split(boxes, workers), strict=True)
+      ]
+      rows.append(
+        (label("ArrayRecord by index", workers), workers, images_per_second(_array_record_decode, chunks, len(encoded)))
+      )
   print(f"{'pipeline':52s} {'images/s':>9s} {'per core':>9s} {'x tf.data':>10s} {'16-core host':>13s}")
   for name, workers, rate in rows:
     if rate is None:
