@@ -286,9 +286,7 @@ def _npz(data_dir, split: str, size: int) -> ArraySource:
   if labels is not None and labels.shape != images.shape[:1]:
     raise ConfigError(f"config.dataset: {path} 'labels' has shape {labels.shape}, not [{len(images)}]")
   if images.dtype == np.uint8:
-    if images.shape[1:3] != (size, size):
-      images = np.stack([_resize_and_center_crop(image, size) for image in images])
-    images = images.astype(np.float32) / 255.0
+    images = preprocess(images, size)
   elif np.issubdtype(images.dtype, np.floating):
     if images.shape[1:3] != (size, size):
       raise ConfigError(f"config.dataset: {path} float images are {images.shape[1:3]}, not the image_size {size}")
@@ -335,14 +333,8 @@ def load_source(dataset_config, split: str):
     source = _digits(split, size)
   elif dataset_config.name == "folder":
     data_dir, channels = dataset_config.get("data_dir"), dataset_config.channels
-    classes = None
-    if (
-      split != dataset_config.train_split
-      and data_dir
-      and os.path.isdir(os.path.join(data_dir, dataset_config.train_split))
-    ):
-      train_root = os.path.join(data_dir, dataset_config.train_split)
-      classes = sorted(d for d in os.listdir(train_root) if os.path.isdir(os.path.join(train_root, d)))
+    train_root = os.path.join(data_dir or "", dataset_config.train_split)
+    classes = _class_dirs(train_root) if split != dataset_config.train_split and os.path.isdir(train_root) else None
     skip = dataset_config.get("skip_bad_files", False)
     source = FolderSource(data_dir, split, size, channels, classes, skip_bad_files=skip)
   elif dataset_config.name == "npz":

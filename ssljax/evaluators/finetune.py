@@ -15,7 +15,7 @@ from ml_collections import ConfigDict
 from ssljax import data
 from ssljax.config import ConfigError
 from ssljax.evaluators.label_budgets import budget_subset
-from ssljax.train_step import build_trainer, encoder_variables, run_steps
+from ssljax.train_step import build_trainer, encoder_variables, run_steps, total_steps
 
 
 def supervised_config(pretrain_config, num_examples: int, settings: dict, supervised: dict):
@@ -34,8 +34,9 @@ def supervised_config(pretrain_config, num_examples: int, settings: dict, superv
     raise ConfigError(f"config.evals.finetune: {num_examples} labelled examples are fewer than the {devices} devices")
   config.epochs = settings["epochs"]
   # `max_steps` caps the budget, so that evaluation does not grow with the dataset (0: epochs alone decide).
-  epoch_steps = int(config.epochs * num_examples // config.batch_size)
-  config.total_steps = min(epoch_steps, settings["max_steps"]) if settings.get("max_steps") else 0
+  config.total_steps = 0
+  if settings.get("max_steps"):
+    config.total_steps = min(total_steps(config, num_examples), settings["max_steps"])
   config.optimizer = dict(settings["optimizer"])
   steps_per_epoch = num_examples / config.batch_size
   warmup = int(round(settings.get("warmup_epochs", 0) * steps_per_epoch))
@@ -85,11 +86,18 @@ def train_classifier(config, mesh, init_encoder, train_source, seed: int, traine
   return trainer, {"params": state.params, **state.model_state}
 
 
-def test_accuracy(trainer, variables, test_source, eval_batch_size: int) -> float:
-  """The trained classifier's accuracy on `test_source` (inference mode, unaugmented images)."""
-  predict = jax.jit(
+def predictor(trainer):
+  """Jitted (variables, images) -> the classes `trainer`'s classifier predicts (inference mode); the variables are
+  arguments, so one compilation serves every classifier trained with `trainer`."""
+  return jax.jit(
     lambda variables, images: jnp.argmax(trainer.model.apply(variables, images, train=False)["logits"], -1)
   )
+
+
+def test_accuracy(trainer, variables, test_source, eval_batch_size: int, predict=None) -> float:
+  """The trained classifier's accuracy on `test_source` (inference mode, unaugmented images); `predict` from
+  `predictor(trainer)` when several classifiers share the trainer."""
+  predict = predict or predictor(trainer)
   correct = 0
   for batch, valid in data.eval_batches(test_source, eval_batch_size, trainer.batch_sharding):
     correct += int(np.sum(np.asarray(predict(variables, batch["image"]) == batch["label"])[:valid]))

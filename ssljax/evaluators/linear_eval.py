@@ -87,7 +87,6 @@ def linear_eval_config(pretrain_config, num_examples: int, settings: dict):
 def run(context, protocol: str, label_budgets=("all",), baselines=("random_init",), seed: int = 0, **settings):
   """{"linear_<protocol>/<ssl | baseline>/<budget>": test accuracy}; `settings`: batch_size, epochs,
   warmup_epochs, optimizer, augment, head_norm, head_init_std (`paper_protocol` gives them)."""
-  require_choice(protocol, PROTOCOLS, "config.evals.<linear_eval>.protocol")
   encoders = {}
   for name in ("ssl", *baselines):
     if name not in context.encoders:
@@ -100,8 +99,9 @@ def run(context, protocol: str, label_budgets=("all",), baselines=("random_init"
     source = data.SubsetSource(context.train_source, subset)
     config = linear_eval_config(context.config, len(source), settings)
     trainer = build_trainer(config, context.mesh, len(source), source.num_classes)  # One compile for all encoders.
+    predict = finetune.predictor(trainer)
     for name, variables in encoders.items():
       _, trained = finetune.train_classifier(config, context.mesh, variables, source, seed, trainer)
-      accuracy = finetune.test_accuracy(trainer, trained, context.test_source, context.config.eval_batch_size)
+      accuracy = finetune.test_accuracy(trainer, trained, context.test_source, context.config.eval_batch_size, predict)
       results[f"linear_{protocol}/{name}/{budget_name}"] = accuracy
   return results
