@@ -31,5 +31,8 @@ setup(
     ],
     # Only to build tfds datasets (images are encoded with TensorFlow); training reads them without TensorFlow.
     "prepare": ["tensorflow-cpu", "importlib_resources==7.1.0"],
+    # Workdirs in a GCS bucket (--workdir gs://...): epath writes files with gcsfs (or tensorflow, when installed);
+    # orbax reads the bucket's settings with google-cloud-storage. Arrays go through TensorStore's own GCS driver.
+    "gcs": ["gcsfs==2026.10.1", "google-cloud-storage==3.17.1"],
   },
 )

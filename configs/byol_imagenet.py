@@ -3,7 +3,7 @@ biases and BatchNorm excluded), 10 warmup epochs then cosine, 1000 epochs; proje
 target momentum 0.996 -> 1 (cosine, per step); asymmetric views (blur 1.0 / 0.1, solarisation 0 / 0.2, colour
 jitter 0.4 / 0.4 / 0.2 / 0.1 with probability 0.8, grayscale 0.2), bf16.
 
-  python -m ssljax.train --config configs/byol_imagenet.py --workdir /mnt/shared/byol_imagenet
+  python -m ssljax.train --config configs/byol_imagenet.py --workdir gs://BUCKET/byol_imagenet
   python -m ssljax.train --config configs/byol_imagenet.py:runlocal --workdir /tmp/ssljax/byol_imagenet_local
 
 Expected: 74.3% linear top-1 after 1000 epochs (the paper's Table 1, its linear protocol: SGD on frozen
@@ -32,7 +32,7 @@ def get_config(arg: str = ""):
   config.views = ASYMMETRIC_VIEWS
   config.epochs = 1000
   config.optimizer = dict(
-    name="lars", base_lr=0.2, lr_scaling="linear", weight_decay=1.5e-6, warmup_steps=3120, momentum=0.9
+    name="lars", base_lr=0.2, lr_scaling="linear", weight_decay=1.5e-6, warmup_steps=0, warmup_epochs=10, momentum=0.9
   )  # 10 epochs of 312 steps.
   if "runlocal" in arg.split(","):
     config.byol.update(proj_dim=64, hidden_dim=128)

@@ -9,7 +9,7 @@ r"""DINO on ImageNet (Caron et al. 2021), facebookresearch/dino's recipes, bf16,
 - `:resnet50`: the repository's ResNet-50 recipe: SGD (lr 0.03 x B/256, weight decay 1e-4), global crops scale
   (0.14, 1), local (0.05, 0.14). Expected: 75.3% linear (Table 2).
 
-  python -m ssljax.train --config configs/dino_imagenet.py:vit_small --workdir /mnt/shared/dino_vits16
+  python -m ssljax.train --config configs/dino_imagenet.py:vit_small --workdir gs://BUCKET/dino_vits16
   python -m ssljax.train --config configs/dino_imagenet.py:vit_small,runlocal --workdir /tmp/ssljax/dino_local
 
 Deviations from the reference, stated: weight decay is constant (the reference raises it 0.04 -> 0.4 by cosine),
@@ -59,15 +59,23 @@ def get_config(arg: str = ""):
       base_lr=0.03,
       lr_scaling="linear",
       weight_decay=1e-4,
-      warmup_steps=12510,
+      warmup_steps=0,
+      warmup_epochs=10,
       momentum=0.9,
       nesterov=False,
-    )  # 10 epochs of 1251 steps.
+    )
   else:
     config.model = dict(name="vit", variant="S", patch_size=16, pool="cls", drop_path=0.1)
     config.epochs = 300
     config.optimizer = dict(
-      name="adamw", base_lr=5e-4, lr_scaling="linear", weight_decay=0.04, warmup_steps=12510, b1=0.9, b2=0.999
+      name="adamw",
+      base_lr=5e-4,
+      lr_scaling="linear",
+      weight_decay=0.04,
+      warmup_steps=0,
+      warmup_epochs=10,
+      b1=0.9,
+      b2=0.999,
     )
   if "runlocal" in args:
     config.dino.update(out_dim=256, hidden_dim=64, bottleneck_dim=32)

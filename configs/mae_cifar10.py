@@ -27,13 +27,15 @@ def get_config(arg: str = ""):
     channels=3,
     data_dir=config_dict.placeholder(str),
     skip_bad_files=False,
+    center_crop=1.0,
+    host_crops=False,
   )
   config.model = dict(name="vit", variant="Ti", width=None, depth=None, num_heads=None, patch_size=4, pool="cls")
   config.mae = dict(mask_ratio=0.75, norm_pix=True, decoder_width=256, decoder_depth=4, decoder_heads=8)
   config.augment.update(crop_scale=(0.2, 1.0), flip_prob=0.5)
   config.batch_size = 512
   config.epochs = 800
-  config.optimizer.update(base_lr=1.5e-4, warmup_steps=40 * 50_000 // 512)
+  config.optimizer.update(base_lr=1.5e-4, warmup_steps=0, warmup_epochs=40)
   config.log_every = 50
   config.checkpoint_every = 2000
   config.eval_batch_size = 1000

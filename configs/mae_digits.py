@@ -39,6 +39,8 @@ def get_config(arg: str = ""):
     channels=1,
     data_dir=config_dict.placeholder(str),
     skip_bad_files=False,
+    center_crop=1.0,
+    host_crops=False,
   )
   config.model = dict(
     name="vit", variant="Ti", width=128, depth=4, num_heads=4, patch_size=4, pool="cls", drop_path=0.0
@@ -61,7 +63,14 @@ def get_config(arg: str = ""):
   config.epochs = 400
   config.total_steps = 0
   config.optimizer = dict(
-    name="adamw", base_lr=1.5e-3, lr_scaling="linear", weight_decay=0.05, b1=0.9, b2=0.95, warmup_steps=100
+    name="adamw",
+    base_lr=1.5e-3,
+    lr_scaling="linear",
+    weight_decay=0.05,
+    b1=0.9,
+    b2=0.95,
+    warmup_steps=100,
+    warmup_epochs=0,
   )
 
   config.log_every = 20

@@ -6,7 +6,7 @@ LARS, batch 16384, 90 epochs), our fast probe (`linear_fast`), and end-to-end fi
 epochs, batch 1024, lr 5e-4 x B/256, layer decay 0.65, drop path 0.1, label smoothing 0.1; the paper also uses
 RandAugment, mixup 0.8 and CutMix 1.0, not implemented here).
 
-  python -m ssljax.train --config configs/mae_vit_base_imagenet.py --workdir /mnt/shared/mae_vit_base
+  python -m ssljax.train --config configs/mae_vit_base_imagenet.py --workdir gs://BUCKET/mae_vit_base
   python -m ssljax.train --config configs/mae_vit_base_imagenet.py:runlocal --workdir /tmp/ssljax/mae_vit_base_local
 
 Needs tfds `imagenet2012` as ArrayRecord (see configs/simclr_imagenet.py). Expected (paper, 800 epochs): 83.x%
@@ -17,8 +17,6 @@ that ssljax lacks), ~68% under its linear probing (`linear_mae/ssl/all`). Not ye
 from ml_collections import config_dict
 
 from configs import mae_cifar10
-
-IMAGENET_TRAIN_SIZE = 1_281_167
 
 
 def get_config(arg: str = ""):
@@ -31,13 +29,15 @@ def get_config(arg: str = ""):
     channels=3,
     data_dir=config_dict.placeholder(str),
     skip_bad_files=False,
+    center_crop=0.875,  # Evaluation images: 224 px out of 256, as the papers.
+    host_crops=True,  # Views cropped from the full decoded image on the host, as the reference pipelines.
   )
   config.model = dict(name="vit", variant="B", width=None, depth=None, num_heads=None, patch_size=16, pool="cls")
   config.mae = dict(mask_ratio=0.75, norm_pix=True, decoder_width=512, decoder_depth=8, decoder_heads=16)
   config.dtype = "bfloat16"
   config.batch_size = 4096
   config.epochs = 800
-  config.optimizer.update(base_lr=1.5e-4, warmup_steps=40 * IMAGENET_TRAIN_SIZE // 4096)
+  config.optimizer.update(base_lr=1.5e-4, warmup_steps=0, warmup_epochs=40)
   config.checkpoint_every = 5000
   config.evals.linear.update(label_budgets=("all",), steps=20000)
   config.evals.finetune.update(label_budgets=("all",), batch_size=1024, epochs=100, warmup_epochs=5)

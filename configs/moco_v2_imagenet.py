@@ -3,7 +3,7 @@ r"""MoCo v2 on ImageNet (Chen et al. 2020): ResNet-50, batch 256, SGD (lr 0.03 x
 tau 0.2; augmentations: crop scale (0.2, 1), colour jitter 0.4 / 0.4 / 0.4 / 0.1 with probability 0.8,
 grayscale 0.2, blur 0.5, flip. No shuffle-BN: BatchNorm is global under jit (see ssljax/methods/moco_v2.py).
 
-  python -m ssljax.train --config configs/moco_v2_imagenet.py --workdir /mnt/shared/moco_v2_imagenet
+  python -m ssljax.train --config configs/moco_v2_imagenet.py --workdir gs://BUCKET/moco_v2_imagenet
   python -m ssljax.train --config configs/moco_v2_imagenet.py:runlocal --workdir /tmp/ssljax/moco_v2_local
 
 Expected: 67.5% linear top-1 after 200 epochs (the paper's Table 1, its linear protocol: SGD lr 30 on frozen
@@ -27,7 +27,14 @@ def get_config(arg: str = ""):
   config.batch_size = 256
   config.epochs = 200
   config.optimizer = dict(
-    name="sgd", base_lr=0.03, lr_scaling="linear", weight_decay=1e-4, warmup_steps=0, momentum=0.9, nesterov=False
+    name="sgd",
+    base_lr=0.03,
+    lr_scaling="linear",
+    weight_decay=1e-4,
+    warmup_steps=0,
+    warmup_epochs=0,
+    momentum=0.9,
+    nesterov=False,
   )
   if "runlocal" in arg.split(","):
     config.moco_v2.update(hidden_dim=128, queue_size=256)

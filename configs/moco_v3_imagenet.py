@@ -7,7 +7,7 @@ r"""MoCo v3 on ImageNet (Chen, Xie & He 2021), facebookresearch/moco-v3's recipe
   300 epochs, temperature 0.2, 3-layer projector, the random patch projection frozen. Expected: 73.2% (ViT-S) /
   76.7% (ViT-B) linear top-1 (the paper's Table 1, its linear protocol: SGD on frozen features, 90 epochs).
 
-  python -m ssljax.train --config configs/moco_v3_imagenet.py:vit_small --workdir /mnt/shared/mocov3_vits
+  python -m ssljax.train --config configs/moco_v3_imagenet.py:vit_small --workdir gs://BUCKET/mocov3_vits
   python -m ssljax.train --config configs/moco_v3_imagenet.py:vit_small,runlocal --workdir /tmp/ssljax/mocov3_local
 
 Augmentations: BYOL's asymmetric views. Not yet measured with this codebase.
@@ -35,7 +35,7 @@ def get_config(arg: str = ""):
   config.augment.update(byol_imagenet.BYOL_AUGMENT)
   config.views = byol_imagenet.ASYMMETRIC_VIEWS
   config.optimizer = dict(
-    name="lars", base_lr=0.6, lr_scaling="linear", weight_decay=1e-6, warmup_steps=3120, momentum=0.9
+    name="lars", base_lr=0.6, lr_scaling="linear", weight_decay=1e-6, warmup_steps=0, warmup_epochs=10, momentum=0.9
   )  # 10 epochs of 312 steps.
   variant = {"vit_small": "S", "vit_base": "B"}.get(next((a for a in args if a.startswith("vit_")), ""), None)
   if variant:
@@ -43,7 +43,14 @@ def get_config(arg: str = ""):
     config.moco_v3.update(proj_layers=3, temperature=0.2, freeze_patch_embed=True)
     config.epochs = 300
     config.optimizer = dict(
-      name="adamw", base_lr=1.5e-4, lr_scaling="linear", weight_decay=0.1, warmup_steps=12480, b1=0.9, b2=0.999
+      name="adamw",
+      base_lr=1.5e-4,
+      lr_scaling="linear",
+      weight_decay=0.1,
+      warmup_steps=0,
+      warmup_epochs=40,
+      b1=0.9,
+      b2=0.999,
     )  # 40 epochs.
   if "runlocal" in args:
     config.moco_v3.update(proj_dim=64, hidden_dim=128)

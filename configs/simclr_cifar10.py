@@ -34,6 +34,8 @@ def get_config(arg: str = ""):
     channels=3,
     data_dir=config_dict.placeholder(str),
     skip_bad_files=False,
+    center_crop=1.0,
+    host_crops=False,
   )
   config.model = dict(name="resnet", depth=18, width=1.0, small_stem=True, conv_init="simclr")
   config.simclr = dict(
@@ -48,7 +50,7 @@ def get_config(arg: str = ""):
   config.batch_size = 512
   config.epochs = 1000
   config.optimizer = dict(
-    name="lars", base_lr=1.0, lr_scaling="linear", weight_decay=1e-6, warmup_steps=970, momentum=0.9
+    name="lars", base_lr=1.0, lr_scaling="linear", weight_decay=1e-6, warmup_steps=0, warmup_epochs=10, momentum=0.9
   )
   config.log_every = 50
   config.checkpoint_every = 2000

@@ -34,6 +34,8 @@ def get_config(arg: str = ""):
     channels=1,
     data_dir=config_dict.placeholder(str),
     skip_bad_files=False,
+    center_crop=1.0,
+    host_crops=False,
   )
   config.model = dict(name="resnet", depth=18, width=0.25, small_stem=True)
   config.simclr = dict(
@@ -56,7 +58,7 @@ def get_config(arg: str = ""):
   config.epochs = 100
   config.total_steps = 0  # 0: derived from epochs.
   config.optimizer = dict(
-    name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_steps=50, momentum=0.9
+    name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_steps=50, warmup_epochs=0, momentum=0.9
   )
 
   config.log_every = 10

@@ -1,15 +1,17 @@
 r"""SimCLR v1 on ImageNet: ResNet-50, batch 4096, LARS (lr 0.3 x B/256, weight decay 1e-6), temperature 0.1,
 100 epochs with 10 warmup epochs, full colour distortion (strength 1.0) and blur, as in the SimCLR paper.
 
-  python -m ssljax.train --config configs/simclr_imagenet.py --workdir /mnt/shared/simclr_imagenet
+  python -m ssljax.train --config configs/simclr_imagenet.py --workdir gs://BUCKET/simclr_imagenet
   python -m ssljax.train --config configs/simclr_imagenet.py:runlocal --workdir /tmp/ssljax/simclr_imagenet_local
 
 Needs tfds `imagenet2012` as ArrayRecord: download its tar files yourself, then
 `python -m ssljax.prepare imagenet2012 --data_dir D --manual_dir DIR_OF_TARS` and pass
-`--config.dataset.data_dir=D`. Images are resized (shorter side) and centre-cropped to 256 px on the host, then
-random-resized-cropped to 224 px on the device. Expected: 0.64-0.66 top-1 after 100 epochs (the paper's Figure
-B.1 at batch 4096) under SimCLR's linear evaluation (Nesterov SGD on the frozen encoder, 90 epochs, crops and
-flips): our `linear_simclr/ssl/all`, not the fast probe `linear_fast/...`; not yet measured with this codebase.
+`--config.dataset.data_dir=D`. Each view's random resized crop is cut from the full image while decoding on the host
+(`dataset.host_crops`), the rest of the augmentation runs on the device; evaluation images are resized to 256 px
+(shorter side) and centre-cropped to 224 (`dataset.center_crop` 0.875). Expected: 0.64-0.66 top-1 after 100 epochs
+(the paper's Figure B.1 at batch 4096) under SimCLR's linear evaluation (Nesterov SGD on the frozen encoder, 90
+epochs, crops and flips): our `linear_simclr/ssl/all`, not the fast probe `linear_fast/...`; not yet measured with
+this codebase.
 """
 
 from ml_collections import config_dict
@@ -28,6 +30,8 @@ def get_config(arg: str = ""):
     channels=3,
     data_dir=config_dict.placeholder(str),
     skip_bad_files=False,
+    center_crop=0.875,  # Evaluation images: 224 px out of 256, as the papers.
+    host_crops=True,  # Views cropped from the full decoded image on the host, as the reference pipelines.
   )
   config.model = dict(name="resnet", depth=50, width=1.0, small_stem=False, conv_init="simclr")
   # block_size (e.g. 1024): blockwise NT-Xent in shard_map, for global batches where (2N)^2 similarities do not fit.
@@ -37,7 +41,7 @@ def get_config(arg: str = ""):
   config.batch_size = 4096
   config.epochs = 100
   config.optimizer = dict(
-    name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_steps=3120, momentum=0.9
+    name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_steps=0, warmup_epochs=10, momentum=0.9
   )  # 10 epochs of 312 steps.
   config.checkpoint_every = 5000
   config.eval_batch_size = 1000

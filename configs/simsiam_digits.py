@@ -18,6 +18,13 @@ def get_config(arg: str = ""):
   config.method = "simsiam"
   config.simsiam = dict(proj_dim=128, proj_layers=2, pred_hidden_dim=32, fix_predictor_lr=True)
   config.optimizer = dict(
-    name="sgd", base_lr=0.1, lr_scaling="linear", weight_decay=1e-4, warmup_steps=0, momentum=0.9, nesterov=False
+    name="sgd",
+    base_lr=0.1,
+    lr_scaling="linear",
+    weight_decay=1e-4,
+    warmup_steps=0,
+    warmup_epochs=0,
+    momentum=0.9,
+    nesterov=False,
   )
   return config

@@ -3,7 +3,7 @@ r"""SimSiam on ImageNet (Chen & He 2021): ResNet-50, batch 512, SGD (lr 0.05 x B
 predictor 2048 -> 512 -> 2048 at a constant learning rate; MoCo v2 augmentations (jitter 0.4 / 0.4 / 0.4 / 0.1,
 blur 0.5).
 
-  python -m ssljax.train --config configs/simsiam_imagenet.py --workdir /mnt/shared/simsiam_imagenet
+  python -m ssljax.train --config configs/simsiam_imagenet.py --workdir gs://BUCKET/simsiam_imagenet
   python -m ssljax.train --config configs/simsiam_imagenet.py:runlocal --workdir /tmp/ssljax/simsiam_local
 
 Expected: 68.1% linear top-1 after 100 epochs (the paper's Table 4, its linear protocol: LARS, batch 4096, 90

@@ -8,8 +8,9 @@ same synthetic ImageNet-sized JPEGs and the same crop boxes, in one run.
 
 Per core: one thread (ours) / a tf.data map with one thread and intra-op parallelism 1 (tf.data). Then ours in
 threads of one process (`--workers` of them), as the sources decode (PIL releases the GIL while it decodes and
-resizes), from memory, the files of a temporary folder and the records of an ArrayRecord file. "x tf.data" is
-images/s over tf.data's per-core rate; "16-core host" extrapolates the per-core rate (not measured).
+resizes), from memory, the files of a temporary folder and the records of an ArrayRecord file; last, the training
+source itself (`data.HostCrops` over a folder on all cores: its header pass, its own boxes, float output).
+"x tf.data" is images/s over tf.data's per-core rate; "16-core host" extrapolates the per-core rate (not measured).
 """
 
 import argparse
@@ -105,6 +106,20 @@ def split(items: list, workers: int) -> list[list]:
   return [items[i::workers] for i in range(workers)]
 
 
+def host_crops_row(folder: str, count: int, size: int):
+  """What training reads with `dataset.host_crops`: `data.HostCrops` over a folder dataset (header pass, crop boxes
+  from `augment.crop_box`, decode with the crop folded in), one view per image, on every core of the host."""
+  from ssljax.augment import AugmentConfig
+  from ssljax.data import FolderSource, HostCrops
+
+  crops = HostCrops(FolderSource(folder, "train", size, 3), (AugmentConfig(size=size),), seed=0, channels=3)
+  crops.get_for_step(np.arange(8), 0)  # Compiles the box sampler, untimed.
+  start = time.perf_counter()
+  crops.get_for_step(np.arange(count), 1)
+  cores = os.cpu_count() or 1
+  return (f"ours, HostCrops over a folder, {cores} cores", cores, count / (time.perf_counter() - start))
+
+
 def tf_data_rate(encoded, boxes, size: int) -> float | None:
   """tf.data's images per second on one core, or None without TensorFlow."""
   try:
@@ -151,8 +166,9 @@ def main():
     rows.append((label("in memory", workers), workers, images_per_second(_decode_all, chunks, len(encoded))))
   with tempfile.TemporaryDirectory() as folder:
     paths = []
+    os.makedirs(os.path.join(folder, "train"))
     for index, data in enumerate(encoded):
-      paths.append(os.path.join(folder, f"{index:05d}.jpg"))
+      paths.append(os.path.join(folder, "train", f"{index:05d}.jpg"))
       with open(paths[-1], "wb") as f:
         f.write(data)
     from array_record.python.array_record_module import ArrayRecordWriter
@@ -174,6 +190,7 @@ def main():
       rows.append(
         (label("ArrayRecord by index", workers), workers, images_per_second(_array_record_decode, chunks, len(encoded)))
       )
+    rows.append(host_crops_row(folder, len(encoded), args.size))
   print(f"{'pipeline':52s} {'images/s':>9s} {'per core':>9s} {'x tf.data':>10s} {'16-core host':>13s}")
   for name, workers, rate in rows:
     if rate is None:

@@ -214,10 +214,14 @@ def _draw(key, prob: float):
   return False if prob <= 0.0 else jax.random.uniform(key) < prob
 
 
-def augment_image(image, key, config: AugmentConfig):
-  """One random view of `image` [H, W, C] in [0, 1] -> [size, size, C] in [0, 1]."""
+def augment_image(image, key, config: AugmentConfig, cropped: bool = False):
+  """One random view of `image` [H, W, C] in [0, 1] -> [size, size, C] in [0, 1]. `cropped`: the image already is
+  this view's random resized crop, cut on the host from the full image (`data.HostCrops`): only the rest runs."""
   keys = jax.random.split(key, 10)
-  box = crop_box(keys[0], image.shape[0], image.shape[1], config.crop_scale, config.crop_ratio)
+  if cropped:
+    box = (0, 0, image.shape[0], image.shape[1])  # Resizing the whole image to its own size: the identity.
+  else:
+    box = crop_box(keys[0], image.shape[0], image.shape[1], config.crop_scale, config.crop_ratio)
   image = resize_box(image, *box, config.size, flip=_draw(keys[1], config.flip_prob))
   jitter = functools.partial(color_jitter, key=keys[3], strength=config.jitter_strength, magnitudes=config.jitter)
   image = _maybe(keys[2], config.jitter_prob, jitter, image)
@@ -228,20 +232,28 @@ def augment_image(image, key, config: AugmentConfig):
   return jnp.clip(image, 0.0, 1.0)
 
 
-def augment_batch(images, key, config: AugmentConfig):
+def augment_batch(images, key, config: AugmentConfig, cropped: bool = False):
   """Independent random views of a batch: images [N, H, W, C] in [0, 1] -> [N, size, size, C]."""
   keys = jax.random.split(key, images.shape[0])
-  return jax.vmap(augment_image, in_axes=(0, 0, None))(images, keys, config)
+  return jax.vmap(functools.partial(augment_image, config=config, cropped=cropped))(images, keys)
+
+
+def augment_view(batch, index: int, key, config: AugmentConfig):
+  """View `index` of every image of a batch: from its crops cut on the host from the full images when the batch
+  holds them (batch["crops"], one [N, size, size, C] per view, `data.HostCrops`), else from batch["image"]."""
+  if "crops" in batch:
+    return augment_batch(batch["crops"][index], key, config, cropped=True)
+  return augment_batch(batch["image"], key, config)
 
 
 def single_view(batch, key, config: AugmentConfig):
-  """A method's inputs when it sees one view per image: `augment_batch` of batch["image"]."""
-  return augment_batch(batch["image"], key, config)
+  """A method's inputs when it sees one view per image."""
+  return augment_view(batch, 0, key, config)
 
 
 def global_views(batch, key, views: list[AugmentConfig]):
   """[N, H, W, C] -> [2N, size, size, C]: the views of every image (each with its own augmentation), view-major."""
-  return multi_view(batch["image"], key, views, None, 0)["global"]
+  return multi_view(batch, key, views, None, 0)["global"]
 
 
 def view_configs(config) -> tuple[list[AugmentConfig], AugmentConfig | None, int]:
@@ -264,16 +276,20 @@ def view_configs(config) -> tuple[list[AugmentConfig], AugmentConfig | None, int
   return global_views, AugmentConfig(size=local_size, **{**base, **multicrop}), num_local
 
 
-def multi_view(images, key, global_views: list[AugmentConfig], local_view: AugmentConfig | None, num_local: int):
+def multi_view(batch, key, global_views: list[AugmentConfig], local_view: AugmentConfig | None, num_local: int):
   """Crop-major views of a batch: {"global": [G*N, size, size, C] (all first views, then all second views, ...),
   "local": [V*N, local_size, local_size, C] (present when `num_local` > 0)}. Every view of every image has its own
   key; the global views split `key` as SimCLR's two views always have."""
   global_key, local_key = jax.random.split(key)
   view_keys = jax.random.split(key if local_view is None else global_key, len(global_views))
   views = {
-    "global": jnp.concatenate([augment_batch(images, k, c) for k, c in zip(view_keys, global_views, strict=True)])
+    "global": jnp.concatenate(
+      [augment_view(batch, g, k, c) for g, (k, c) in enumerate(zip(view_keys, global_views, strict=True))]
+    )
   }
   if local_view is not None:
     local_keys = jax.random.split(local_key, num_local)
-    views["local"] = jnp.concatenate([augment_batch(images, k, local_view) for k in local_keys])
+    views["local"] = jnp.concatenate(
+      [augment_view(batch, len(global_views) + v, k, local_view) for v, k in enumerate(local_keys)]
+    )
   return views

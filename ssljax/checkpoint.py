@@ -13,13 +13,14 @@ one that can be read.
 """
 
 import functools
-import os
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
+from ssljax import paths
 from ssljax.config import ConfigError
 
 UNREADABLE_DIR = "checkpoints_unreadable"
@@ -44,8 +45,9 @@ def make_manager(workdir: str, max_to_keep: int = 3, asynchronous: bool = True) 
   """The manager of `WORKDIR/checkpoints`."""
   _whole_array_transfers()
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=asynchronous)
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  return ocp.CheckpointManager(directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
+  return ocp.CheckpointManager(
+    paths.resolve(workdir) / "checkpoints", options=options, item_handlers=ocp.StandardCheckpointHandler()
+  )
 
 
 def abstract_like(shapes, shardings):
@@ -74,16 +76,16 @@ def _mismatch(saved_metadata, abstract_state) -> str | None:
 def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception):
   """Moves an unreadable checkpoint out of the way (keeping its files) so that training can save that step
   again."""
-  source = os.path.join(str(manager.directory), str(step))
-  target_dir = os.path.join(os.path.dirname(str(manager.directory)), UNREADABLE_DIR)
-  target = os.path.join(target_dir, str(step))
-  logging.warning("checkpoint %s cannot be read (%s: %s); moved to %s", source, type(error).__name__, error, target)
+  source = epath.Path(manager.directory) / str(step)
+  target_dir = source.parent.parent / UNREADABLE_DIR
+  logging.warning("checkpoint %s cannot be read (%s: %s); moved to %s", source, type(error).__name__, error, target_dir)
   if jax.process_index() == 0:
-    os.makedirs(target_dir, exist_ok=True)
-    suffix = 0
-    while os.path.exists(target + (f".{suffix}" if suffix else "")):
+    target_dir.mkdir(parents=True, exist_ok=True)
+    name, suffix = str(step), 0
+    while (target_dir / name).exists():  # Set aside before: keep both.
       suffix += 1
-    os.rename(source, target + (f".{suffix}" if suffix else ""))
+      name = f"{step}.{suffix}"
+    source.rename(target_dir / name)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
   manager.reload()

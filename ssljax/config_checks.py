@@ -48,7 +48,14 @@ AUGMENT = {
 }
 AUGMENT_OVERRIDES = {key: Optional(kind.kind if isinstance(kind, Optional) else kind) for key, kind in AUGMENT.items()}
 PROBABILITIES = ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
-_SCHEDULE = {"name": str, "base_lr": NUMBER, "lr_scaling": str, "weight_decay": NUMBER, "warmup_steps": int}
+_SCHEDULE = {
+  "name": str,
+  "base_lr": NUMBER,
+  "lr_scaling": str,
+  "weight_decay": NUMBER,
+  "warmup_steps": int,
+  "warmup_epochs": Optional(NUMBER),  # Instead of warmup_steps: follows --config.batch_size.
+}
 _DECAY = {"no_decay": Optional(tuple), "layer_decay": Optional(NUMBER)}
 OPTIMIZER = ByName(
   "name",
@@ -59,7 +66,14 @@ OPTIMIZER = ByName(
   },
 )
 _EVERY = {"type": str, "every_steps": Optional(int)}
-_FINETUNE_OPTIMIZER = ByName("name", {k: {**v, "warmup_steps": Optional(int)} for k, v in OPTIMIZER.choices.items()})
+# Fine-tuning sets its warmup with the evaluator's `warmup_epochs`.
+_FINETUNE_OPTIMIZER = ByName(
+  "name",
+  {
+    k: {**{n: t for n, t in v.items() if n != "warmup_epochs"}, "warmup_steps": Optional(int)}
+    for k, v in OPTIMIZER.choices.items()
+  },
+)
 _BUDGETS = {"label_budgets": Optional(tuple), "seed": Optional(int)}
 # What a supervised run on top of the encoder trains with (fine-tuning, LoRA, self-training, linear evaluation).
 _TRAINING = {
@@ -125,6 +139,8 @@ SCHEMA = {
     "channels": int,
     "data_dir": Optional((str, types.NoneType)),
     "skip_bad_files": Optional(bool),  # "folder": skip (and count) unreadable images instead of stopping.
+    "center_crop": Optional(NUMBER),  # Images: shorter side to image_size / center_crop, centre crop (0.875: ImageNet).
+    "host_crops": Optional(bool),  # The train step's views cut on the host from the full images (tfds, "folder").
   },
   "model": ByName(
     "name",
@@ -276,6 +292,13 @@ def validate(config):
     _positive(config, key, minimum=0 if key == "seed" else 1)
   for key in ("image_size", "channels"):
     _positive(config, f"dataset.{key}")
+  if not 0 < config.dataset.get("center_crop", 1.0) <= 1:
+    raise ConfigError(f"config.dataset.center_crop: {config.dataset.center_crop} is not a fraction in (0, 1]")
+  if config.dataset.get("host_crops") and config.dataset.name in ("digits", "npz"):
+    raise ConfigError(
+      f"config.dataset.host_crops: {config.dataset.name!r} holds no full-size images to crop (a tfds or 'folder' "
+      "dataset does)"
+    )
   if config.get("train_eval_examples") is not None:
     _positive(config, "train_eval_examples")
   if not config.get("total_steps") and config.epochs <= 0:
@@ -283,6 +306,14 @@ def validate(config):
   ways = sharding.batch_devices(sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH)))
   sharding.check_batch_size(config.batch_size, ways=ways)
   sharding.check_batch_size(config.eval_batch_size, "config.eval_batch_size", ways=ways)
+  warmup_epochs = config.optimizer.get("warmup_epochs") or 0
+  if warmup_epochs < 0:
+    raise ConfigError(f"config.optimizer.warmup_epochs: {warmup_epochs} must be at least 0")
+  if warmup_epochs and config.optimizer.warmup_steps:
+    raise ConfigError(
+      f"config.optimizer.warmup_epochs: {warmup_epochs} and warmup_steps {config.optimizer.warmup_steps} are both "
+      "set; set one of them (the other 0)"
+    )
   _check_augment(config.augment, "config.augment")
   for name, view in (config.get("views") or {}).items():
     _check_augment(view or {}, f"config.views.{name}")

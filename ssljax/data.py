@@ -20,6 +20,7 @@ import queue
 import threading
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -44,12 +45,15 @@ class ArraySource:
 
 
 class TfdsSource:
-  """A tfds ArrayRecord split read by index; images are resized (shorter side) and centre-cropped to `size`.
+  """A tfds ArrayRecord split read by index; images are resized (shorter side to size / center_crop) and
+  centre-cropped to `size` (`center_crop` 0.875: the papers' ImageNet evaluation images).
 
   The dataset must be prepared (`python -m ssljax.prepare NAME`); anything else is a one-line ConfigError naming
   the key and the directory searched. `split_key` names the config key the split came from."""
 
-  def __init__(self, name: str, split: str, size: int, data_dir: str | None, split_key: str = "train_split"):
+  def __init__(
+    self, name: str, split: str, size: int, data_dir: str | None, split_key: str = "train_split", center_crop=1.0
+  ):
     import tensorflow_datasets as tfds  # Imported here: only tfds datasets need it.
 
     try:
@@ -67,17 +71,30 @@ class TfdsSource:
     except Exception as error:  # tfds's errors name neither the key nor the fix: diagnose.
       raise _unreadable_split(builder, name, split, split_key) or error from None
     self.num_classes = features["label"].num_classes
-    self._size = size
+    self._size, self._center_crop = size, center_crop
     self._pool = concurrent.futures.ThreadPoolExecutor(8)
+    self._encoded_source = None
+    if isinstance(features["image"], tfds.features.Image):  # Encoded JPEG/PNG: `encoded` reads them undecoded.
+      decoders = {"image": tfds.decode.SkipDecoding()}
+      self._encoded_source = functools.partial(
+        tfds.data_source, name, split=split, data_dir=data_dir, download=False, decoders=decoders
+      )
 
   def __len__(self):
     return len(self._source)
 
   def _image(self, record):
     image = np.asarray(record["image"])
-    if image.shape[0] != self._size or image.shape[1] != self._size:
-      image = _resize_and_center_crop(image, self._size)
+    if image.shape[0] != self._size or image.shape[1] != self._size or self._center_crop != 1.0:
+      image = _resize_and_center_crop(image, self._size, self._center_crop)
     return image
+
+  def encoded(self, index: int):
+    """(the full image of example `index`: its JPEG/PNG bytes, or uint8 [H, W, C] when stored decoded, label)."""
+    if callable(self._encoded_source):
+      self._encoded_source = self._encoded_source()
+    record = (self._encoded_source or self._source)[index]
+    return record["image"], int(record["label"])
 
   def get(self, indices):
     records = list(self._pool.map(self._source.__getitem__, [int(i) for i in indices]))
@@ -118,18 +135,35 @@ def _unreadable_split(builder, name: str, split: str, split_key: str) -> ConfigE
   return None
 
 
-def decode_crop_resize(encoded: bytes, box, size: int, channels: int = 3) -> np.ndarray:
-  """uint8 [size, size, channels]: the crop `box` = (top, left, height, width), in pixels of the full image, of the
-  JPEG/PNG `encoded`, resized (bilinear) to size x size. For a JPEG the crop is folded into the decode: PIL's draft
-  mode decodes at 1/2, 1/4 or 1/8 scale (DCT scaling) whenever the box still covers `size` pixels at that scale,
-  so a small crop target decodes a fraction of the pixels (what tf.image.decode_and_crop_jpeg saves by decoding
-  only the crop's rows)."""
+def _open(encoded):
+  """A PIL image of JPEG/PNG bytes, an image file's path, or a uint8 [H, W, C] array."""
   import io
 
   from PIL import Image
 
+  if isinstance(encoded, np.ndarray):
+    return Image.fromarray(encoded[..., 0] if encoded.shape[-1] == 1 else encoded)
+  return Image.open(io.BytesIO(encoded) if isinstance(encoded, bytes) else encoded)
+
+
+def image_size(encoded) -> tuple[int, int]:
+  """(height, width) of an image (as `decode_crop_resize` takes it), from its header alone."""
+  if isinstance(encoded, np.ndarray):
+    return encoded.shape[:2]
+  with _open(encoded) as image:
+    return image.size[1], image.size[0]
+
+
+def decode_crop_resize(encoded, box, size: int, channels: int = 3) -> np.ndarray:
+  """uint8 [size, size, channels]: the crop `box` = (top, left, height, width), in pixels of the full image, of
+  `encoded` (JPEG/PNG bytes, a file's path or a uint8 array), resized (bilinear) to size x size. For a JPEG the
+  crop is folded into the decode: PIL's draft mode decodes at 1/2, 1/4 or 1/8 scale (DCT scaling) whenever the
+  box still covers `size` pixels at that scale, so a small crop target decodes a fraction of the pixels (what
+  tf.image.decode_and_crop_jpeg saves by decoding only the crop's rows)."""
+  from PIL import Image
+
   top, left, height, width = box
-  with Image.open(io.BytesIO(encoded)) as image:
+  with _open(encoded) as image:
     full_width, full_height = image.size
     # Largest reduction keeping the box at least `size` pixels on each side (draft never goes below the request).
     image.draft(
@@ -142,19 +176,26 @@ def decode_crop_resize(encoded: bytes, box, size: int, channels: int = 3) -> np.
   return out[..., None] if out.ndim == 2 else out
 
 
-def preprocess(images, size: int) -> np.ndarray:
+def preprocess(images, size: int, center_crop: float = 1.0) -> np.ndarray:
   """uint8 images ([N, H, W, C] or a list of [H, W, C] of any sizes) -> float32 [N, size, size, C] in [0, 1]:
-  the shorter side resized to `size` (bicubic), centre-cropped; what a folder, npz or tfds dataset gives."""
-  resized = [image if image.shape[:2] == (size, size) else _resize_and_center_crop(image, size) for image in images]
+  the shorter side resized to size / center_crop (bicubic), centre-cropped; what a folder, npz or tfds dataset
+  gives."""
+  resized = [
+    image
+    if image.shape[:2] == (size, size) and center_crop == 1.0
+    else _resize_and_center_crop(image, size, center_crop)
+    for image in images
+  ]
   return np.stack(resized).astype(np.float32) / 255.0
 
 
-def _resize_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
-  """uint8 [H, W, C] -> [size, size, C]: bicubic resize of the shorter side to `size`, then a centre crop."""
+def _resize_and_center_crop(image: np.ndarray, size: int, fraction: float = 1.0) -> np.ndarray:
+  """uint8 [H, W, C] -> [size, size, C]: bicubic resize of the shorter side to size / fraction, then the centre
+  size x size crop (fraction 0.875: 224 px out of 256, the papers' ImageNet evaluation images)."""
   from PIL import Image
 
   height, width = image.shape[:2]
-  scale = size / min(height, width)
+  scale = round(size / fraction) / min(height, width)
   new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
   squeeze = image.shape[2] == 1
   pil = Image.fromarray(image[..., 0] if squeeze else image).resize((new_w, new_h), Image.BICUBIC)
@@ -188,30 +229,35 @@ class SubsetSource:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def _decode(path: str, size: int, channels: int) -> np.ndarray:
-  """uint8 [size, size, channels]: the image file at `path`, its shorter side resized to `size`, centre-cropped.
-  An unreadable file is a one-line ConfigError naming it."""
+def _decode(path: str, size: int, channels: int, center_crop: float = 1.0) -> np.ndarray:
+  """uint8 [size, size, channels]: the image file at `path`, its shorter side resized to size / center_crop,
+  centre-cropped. An unreadable file is a one-line ConfigError naming it."""
   from PIL import Image
 
   try:
     with Image.open(path) as image:
-      image.draft("L" if channels == 1 else "RGB", (size, size))  # A JPEG decodes at 1/2-1/8 scale if still >= size.
+      short = round(size / center_crop)  # A JPEG decodes at 1/2-1/8 scale while still >= that.
+      image.draft("L" if channels == 1 else "RGB", (short, short))
       pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
   except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files, bad headers.
     raise ConfigError(f"config.dataset: cannot read image {path} ({' '.join(str(error).split())})") from None
   pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-  return pixels if pixels.shape[:2] == (size, size) else _resize_and_center_crop(pixels, size)
+  if pixels.shape[:2] == (size, size) and center_crop == 1.0:
+    return pixels
+  return _resize_and_center_crop(pixels, size, center_crop)
 
 
 class FolderSource:
   """Your own images: `data_dir/SPLIT/` holding PNG/JPEG files, either flat (unlabelled) or in one subdirectory
   per class (ImageNet layout; classes numbered in the sorted order of the training split's subdirectories).
-  Decoded on the host (a thread pool), resized (shorter side) and centre-cropped to `size`.
+  Decoded on the host (a thread pool), resized (shorter side to size / center_crop) and centre-cropped to `size`.
 
   Attributes: files (paths, sorted), labels (int32, -1 when unlabelled), classes (names), num_classes (0 when
   unlabelled), data_dir."""
 
-  def __init__(self, data_dir, split: str, size: int, channels: int, classes=None, skip_bad_files: bool = False):
+  def __init__(
+    self, data_dir, split: str, size: int, channels: int, classes=None, skip_bad_files=False, center_crop=1.0
+  ):
     if not data_dir:
       raise ConfigError("config.dataset.data_dir: a 'folder' dataset needs the directory holding its splits")
     root = os.path.join(data_dir, split)
@@ -234,7 +280,7 @@ class FolderSource:
     self.labels = np.array([label for _, label in found], np.int32)
     self.num_classes = len(self.classes)
     self.data_dir = data_dir
-    self._size, self._channels = size, channels
+    self._size, self._channels, self._center_crop = size, channels, center_crop
     self._pool = concurrent.futures.ThreadPoolExecutor(8)
 
   def _readable(self, found, size: int, channels: int):
@@ -255,8 +301,12 @@ class FolderSource:
   def __len__(self):
     return len(self.files)
 
+  def encoded(self, index: int):
+    """(the path of example `index`'s image file, label)."""
+    return self.files[index], int(self.labels[index])
+
   def get(self, indices):
-    decode = functools.partial(_decode, size=self._size, channels=self._channels)
+    decode = functools.partial(_decode, size=self._size, channels=self._channels, center_crop=self._center_crop)
     images = np.stack(list(self._pool.map(decode, [self.files[int(i)] for i in indices])))
     return {"image": images.astype(np.float32) / 255.0, "label": self.labels[np.asarray(indices)]}
 
@@ -326,7 +376,7 @@ def _digits(split: str, size: int) -> ArraySource:
 
 def load_source(dataset_config, split: str):
   """The split `split` of `config.dataset` (name, image_size, optional data_dir) as a random-access source."""
-  size = dataset_config.image_size
+  size, center_crop = dataset_config.image_size, dataset_config.get("center_crop", 1.0)
   if not isinstance(size, int) or size <= 0:
     raise ConfigError(f"config.dataset.image_size: must be a positive integer, got {size!r}")
   if dataset_config.name == "digits":
@@ -336,12 +386,12 @@ def load_source(dataset_config, split: str):
     train_root = os.path.join(data_dir or "", dataset_config.train_split)
     classes = _class_dirs(train_root) if split != dataset_config.train_split and os.path.isdir(train_root) else None
     skip = dataset_config.get("skip_bad_files", False)
-    source = FolderSource(data_dir, split, size, channels, classes, skip_bad_files=skip)
+    source = FolderSource(data_dir, split, size, channels, classes, skip_bad_files=skip, center_crop=center_crop)
   elif dataset_config.name == "npz":
     source = _npz(dataset_config.get("data_dir"), split, size)
   else:
     split_key = "test_split" if split == dataset_config.get("test_split") else "train_split"
-    source = TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"), split_key)
+    source = TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"), split_key, center_crop)
   check_source(source, dataset_config, split)
   return source
 
@@ -394,20 +444,85 @@ class StepIndexedSampler:
     return self.global_indices(step)[start : start + per_process]
 
 
+class HostCrops:
+  """Training views cut on the host from the full images: for every example and every view of `views`
+  (AugmentConfigs: size, crop_scale, crop_ratio) a random resized crop, its box sampled on the full image (by
+  `augment.crop_box`, keyed by (seed, step, example index): the same batch on any number of processes or after a
+  resume) and decoded with the crop folded in (`decode_crop_resize`). SimCLR's and MAE's input pipelines crop so;
+  cropping an already centre-cropped `image_size` square would never show an image's outer part and up-sample
+  every view. The device then runs the rest of each view's augmentation (`augment.augment_view`).
+
+  `get_for_step(indices, step)` -> {"crops": (float32 [N, size, size, C] in [0, 1] per view), "label"}."""
+
+  def __init__(self, source, views, seed: int, channels: int):
+    if not hasattr(source, "encoded"):
+      raise ConfigError("config.dataset.host_crops: needs full-size images (a tfds or 'folder' dataset)")
+    self.source, self.num_classes = source, source.num_classes
+    self._views, self._seed, self._channels = tuple(views), seed, channels
+    self._pool = concurrent.futures.ThreadPoolExecutor(8)
+
+  def __len__(self):
+    return len(self.source)
+
+  def boxes(self, step: int, indices, heights, widths) -> np.ndarray:
+    """[N, views, 4] crop boxes (top, left, height, width) of the examples `indices` (full sizes heights x widths)."""
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+      boxes = _crop_boxes(self._seed, step, np.asarray(indices), np.asarray(heights), np.asarray(widths), self._views)
+    return np.asarray(boxes)
+
+  def get_for_step(self, indices, step: int) -> dict:
+    indices = [int(i) for i in indices]
+    images, labels = zip(*self._pool.map(self.source.encoded, indices), strict=True)
+    heights, widths = zip(*self._pool.map(image_size, images), strict=True)
+    boxes = self.boxes(step, indices, heights, widths)
+
+    def cut(job):
+      view, example = job
+      return decode_crop_resize(images[example], boxes[example, view], self._views[view].size, self._channels)
+
+    num = len(indices)
+    cut_views = list(
+      self._pool.map(cut, [(view, example) for view in range(len(self._views)) for example in range(num)])
+    )
+    crops = tuple(
+      np.stack(cut_views[v * num : (v + 1) * num]).astype(np.float32) / 255.0 for v in range(len(self._views))
+    )
+    return {"crops": crops, "label": np.array(labels, np.int32)}
+
+
+@functools.partial(jax.jit, static_argnums=5)
+def _crop_boxes(seed, step, indices, heights, widths, views):
+  from ssljax import augment
+
+  def one(index, height, width):
+    keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step), index), len(views))
+    return jnp.stack(
+      [
+        jnp.stack(augment.crop_box(k, height, width, v.crop_scale, v.crop_ratio))
+        for k, v in zip(keys, views, strict=True)
+      ]
+    )
+
+  return jax.vmap(one)(indices, heights.astype(jnp.float32), widths.astype(jnp.float32))
+
+
 def global_batch(local_batch: dict, sharding) -> dict:
   """Assemble each process's numpy slice into one global jax.Array sharded by `sharding`."""
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
 
 
 def train_batches(source, sampler: StepIndexedSampler, sharding, start_step: int, num_steps: int, prefetch: int = 2):
-  """Yields (step, global batch) for steps [start_step, num_steps), read ahead on a background thread."""
+  """Yields (step, global batch) for steps [start_step, num_steps), read ahead on a background thread; a source
+  whose batches depend on the step (`HostCrops`) is read with `get_for_step`."""
   slots: queue.Queue = queue.Queue(maxsize=prefetch)
   stop = threading.Event()
 
   def produce():
     try:
       for step in range(start_step, num_steps):
-        batch = global_batch(source.get(sampler.process_indices(step)), sharding)
+        indices = sampler.process_indices(step)
+        local = source.get_for_step(indices, step) if hasattr(source, "get_for_step") else source.get(indices)
+        batch = global_batch(local, sharding)
         while not stop.is_set():
           try:
             slots.put((step, batch), timeout=0.1)

@@ -10,13 +10,14 @@ a directory, "files" [N] (paths relative to it). In Python: `ssljax.load_encoder
 """
 
 import functools
+import io
 import os
 
 import jax
 import numpy as np
 from absl import app, flags
 
-from ssljax import cli, data, evaluators, pretrained
+from ssljax import cli, data, evaluators, paths, pretrained
 from ssljax.config import ConfigError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory (config.json and checkpoints/).")
@@ -51,10 +52,11 @@ def embed(workdir: str, out: str, name: str | None = None, split: str | None = N
   )
   arrays = {"features": features["ssl"], "labels": labels, **({"files": files} if files is not None else {})}
   if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    temporary = f"{out}.tmp.npz"  # Written whole, then renamed: an interrupted run leaves no half file at `out`.
-    np.savez(temporary, **arrays)
-    os.replace(temporary, out)
+    file = paths.resolve(out)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    encoded = io.BytesIO()
+    np.savez(encoded, **arrays)
+    paths.write_atomic(file, encoded.getvalue())  # An interrupted run leaves no half file at `out`.
     print(f"wrote {out}: features {arrays['features'].shape}")
   return arrays
 

@@ -7,14 +7,13 @@ merged into DIR/results.json and printed.
 """
 
 import json
-import os
 import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from ssljax import checkpoint, cli, config_checks, data, experiment, sharding
+from ssljax import checkpoint, cli, config_checks, data, experiment, paths, sharding
 from ssljax.config import ConfigError
 from ssljax.train_step import build_trainer
 
@@ -32,10 +31,9 @@ def evaluate_workdir(config, workdir: str) -> dict:
     raise ConfigError(f"--workdir: {workdir} holds no checkpoint")
   results = experiment.evaluate(config, workdir, mesh, trainer, state, train_source)
   if jax.process_index() == 0:
-    path = os.path.join(workdir, "results.json")
-    previous = json.load(open(path)) if os.path.exists(path) else {}
-    with open(path, "w") as f:
-      json.dump({**previous, **results}, f, indent=2, sort_keys=True)
+    path = paths.resolve(workdir) / experiment.RESULTS_FILE
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    paths.write_atomic(path, json.dumps({**previous, **results}, indent=2, sort_keys=True))
     print(f"step {int(state.step)}")
     print(experiment.format_results(results))
   return results

@@ -8,7 +8,6 @@ written by evaluators.
 import copy
 import functools
 import json
-import os
 import time
 
 import jax
@@ -18,39 +17,23 @@ from ml_collections import ConfigDict, config_dict
 from tqdm import tqdm
 
 from ssljax import baselines as baselines_lib
-from ssljax import checkpoint, config_checks, data, evaluators, sharding
+from ssljax import checkpoint, config_checks, data, evaluators, paths, sharding
 from ssljax.config import ConfigError, require_choice
 from ssljax.metric_writer import MetricWriter
 from ssljax.preemption import PreemptionWatch
 from ssljax.train_step import Trainer, build_trainer, encoder_variables, eval_variables, run_steps
 
 CONFIG_FILE = "config.json"  # The run's config, as `python -m ssljax.evaluate --workdir` reads it back.
+RESULTS_FILE = "results.json"
 MAX_NONFINITE_STEPS = 3  # Default of config.max_nonfinite_steps: skipped updates in a row before a rollback.
 MAX_ROLLBACKS = 3  # Default of config.max_rollbacks: then the run stops with an error.
-
-
-def prepare_workdir(workdir: str):
-  """Creates `workdir` and proves it writable before any compute is spent."""
-  if "://" in workdir:  # os.makedirs would make a local directory named "gs:", lost with the machine.
-    raise ConfigError(
-      f"--workdir: {workdir!r} is a URL; workdirs are written with local file calls, so give a local or mounted "
-      "directory (e.g. a gcsfuse mount)"
-    )
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as error:
-    raise ConfigError(f"--workdir: {workdir!r} is not writable ({error.strerror})") from None
 
 
 def train_and_evaluate(config, workdir: str) -> dict | None:
   """Trains `config` in `workdir` (resuming if it holds checkpoints) and returns the evaluation results, or None
   when a preemption signal stopped training (a checkpoint of the last step is saved; re-launch to continue)."""
   config_checks.validate(config)
-  prepare_workdir(workdir)
+  paths.prepare_workdir(workdir)
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   test_source = data.load_source(config.dataset, config.dataset.test_split)
@@ -72,8 +55,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   results = evaluate(config, workdir, mesh, trainer, state, train_source, writer, test_source=test_source)
   writer.close()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2, sort_keys=True)
+    paths.write_atomic(paths.resolve(workdir) / RESULTS_FILE, json.dumps(results, indent=2, sort_keys=True))
     print(format_results(results) if results else f"trained {trainer.num_steps} steps; no evaluators configured")
   return results
 
@@ -112,10 +94,9 @@ def _tuples(value):
 
 
 def load_config(workdir: str) -> ConfigDict:
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = paths.resolve(workdir) / CONFIG_FILE
   try:
-    with open(path) as f:
-      config = ConfigDict(_tuples(json.load(f)))
+    config = ConfigDict(_tuples(json.loads(path.read_text())))
   except FileNotFoundError:
     raise ConfigError(f"--workdir: {path} does not exist (not a training run's directory?)") from None
   if config.dataset.get("data_dir") is None:  # JSON's null would not take a path on the command line.
@@ -125,22 +106,19 @@ def load_config(workdir: str) -> ConfigDict:
 
 def saved_config(workdir: str) -> dict:
   """The config.json of a previous run in `workdir`, or {} if there is none."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
+  path = paths.resolve(workdir) / CONFIG_FILE
+  return json.loads(path.read_text()) if path.exists() else {}
 
 
 def write_config(config, workdir: str):
   """Saves the config a run trains with (after the checkpoint proved compatible: a rejected config overwrites
   nothing); a resume with changed keys is allowed (e.g. more steps) and logged."""
-  changed = config_checks.changed_keys(saved_config(workdir), config)
-  if changed and os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+  saved = saved_config(workdir)
+  changed = config_checks.changed_keys(saved, config)
+  if changed and saved:
     logging.warning("resuming %s with changed config keys: %s", workdir, ", ".join(changed))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    paths.write_atomic(paths.resolve(workdir) / CONFIG_FILE, config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources, writer, preemption):
@@ -152,6 +130,9 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
   `config.max_rollbacks` times). The flag of step s is read while step s + 1 runs, so checking costs no sync.
   """
   train_source, test_source = sources
+  views_source = train_source
+  if config.dataset.get("host_crops"):
+    views_source = data.HostCrops(train_source, trainer.method.crops, config.seed, config.dataset.channels)
   max_bad_streak = config.get("max_nonfinite_steps", MAX_NONFINITE_STEPS)
   sampler = data.StepIndexedSampler(len(train_source), config.batch_size, config.seed)
   num_steps = trainer.num_steps
@@ -170,7 +151,7 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
     progress.update(first_step)
     last_log = (first_step, time.perf_counter())
     end = first_position + num_steps - first_step
-    batches = data.train_batches(train_source, sampler, trainer.batch_sharding, first_position, end)
+    batches = data.train_batches(views_source, sampler, trainer.batch_sharding, first_position, end)
     bad_streak, previous = 0, None
     for position, new_state, metrics in run_steps(trainer.step, state, batches):
       state, done = new_state, first_step + position - first_position + 1

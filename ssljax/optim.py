@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules from the config.
 
 `config.optimizer`: name ('lars' | 'sgd' | 'adamw'), base_lr, lr_scaling ('linear': base_lr * B / 256, 'sqrt':
-base_lr * sqrt(B), 'none'), weight_decay, warmup_steps and, per optimizer, momentum / b1, b2.
+base_lr * sqrt(B), 'none'), weight_decay, warmup_steps or warmup_epochs (converted with the run's batch size, so
+that `--config.batch_size` keeps the warmup's length in epochs) and, per optimizer, momentum / b1, b2.
 Biases and normalisation parameters (every parameter with fewer than two dimensions) are excluded from weight
 decay and from LARS's trust ratio, as in SimCLR; `no_decay` names more (e.g. MAE fine-tuning's "cls_token").
 `layer_decay` < 1 scales a ViT's learning rate by layer_decay^(L + 1 - layer) (BEiT/MAE layer-wise decay).
@@ -61,18 +62,19 @@ def layerwise_lr_scales(params, layer_decay: float):
   return jax.tree.map(lambda x: layer_decay ** (last - (last if x is None else x)), layers, is_leaf=lambda x: x is None)
 
 
-def make_optimizer(config, batch_size: int, total_steps: int, groups: dict | None = None):
+def make_optimizer(config, batch_size: int, total_steps: int, groups: dict | None = None, steps_per_epoch: float = 1.0):
   """Returns (optax transformation, learning-rate schedule) for `config.optimizer`.
 
   `groups` ({name: overrides of config.optimizer}, from the method) gives the parameters whose path contains
   `name` their own optimizer (optax.multi_transform), e.g. {"predictor": {"schedule": "constant"}}: SimSiam's
   predictor keeps the peak learning rate while the rest follows warmup + cosine."""
-  tx, schedule = _single_optimizer(dict(config.optimizer), batch_size, total_steps)
+  tx, schedule = _single_optimizer(dict(config.optimizer), batch_size, total_steps, steps_per_epoch)
   if not groups:
     return tx, schedule
   transforms = {"default": tx}
   for name, overrides in groups.items():
-    transforms[name] = _single_optimizer({**dict(config.optimizer), **overrides}, batch_size, total_steps)[0]
+    optimizer = {**dict(config.optimizer), **overrides}
+    transforms[name] = _single_optimizer(optimizer, batch_size, total_steps, steps_per_epoch)[0]
 
   def labels(params):
     def label(path, _):
@@ -84,11 +86,16 @@ def make_optimizer(config, batch_size: int, total_steps: int, groups: dict | Non
   return optax.multi_transform(transforms, labels), schedule
 
 
-def _single_optimizer(opt: dict, batch_size: int, total_steps: int):
+def warmup_steps(opt: dict, steps_per_epoch: float) -> int:
+  """The warmup length in steps: `warmup_steps`, or `warmup_epochs` x steps per epoch (rounded)."""
+  return opt["warmup_steps"] or int(round(opt.get("warmup_epochs", 0) * steps_per_epoch))
+
+
+def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_epoch: float):
   """One optax transformation and its learning-rate schedule for the optimizer settings `opt`."""
   peak = scaled_learning_rate(opt["base_lr"], batch_size, opt["lr_scaling"])
   mask = functools.partial(decay_mask, no_decay=tuple(opt.get("no_decay", ())))
-  warmup = min(opt["warmup_steps"], total_steps)
+  warmup = min(warmup_steps(opt, steps_per_epoch), total_steps)
   if opt.get("schedule", "cosine") == "constant":
     schedule = optax.constant_schedule(peak)
   else:

@@ -30,5 +30,6 @@ def load_encoder(workdir: str):
   (`encoder.apply(variables, images, train=False)` -> [N, D] features, as the evaluators compute them) and
   `preprocess`, uint8 images ([N, H, W, C] or a list of any sizes) -> the float32 [N, S, S, C] input it expects."""
   config, trainer, variables = restore_run(workdir)
-  preprocess = functools.partial(data.preprocess, size=config.dataset.image_size)
+  dataset = config.dataset
+  preprocess = functools.partial(data.preprocess, size=dataset.image_size, center_crop=dataset.get("center_crop", 1.0))
   return trainer.method.model.encoder, encoder_variables(variables), preprocess

@@ -203,7 +203,9 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
   method = build_method(config, info)
   with_probe = config.get("online_probe", True) and num_classes > 0  # Unlabelled data: no probe.
   model = WithOnlineProbe(method.model, num_classes) if with_probe else method.model
-  tx, schedule = optim.make_optimizer(config, config.batch_size, num_steps, method.optimizer_groups)
+  tx, schedule = optim.make_optimizer(
+    config, config.batch_size, num_steps, method.optimizer_groups, steps_per_epoch=num_examples / config.batch_size
+  )
   size = config.dataset.image_size
   sample_batch = {"image": jnp.zeros((1, size, size, config.dataset.channels)), "label": jnp.zeros((1,), jnp.int32)}
   sample_inputs = method.make_inputs(sample_batch, jax.random.PRNGKey(0))

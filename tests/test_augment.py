@@ -109,7 +109,9 @@ def test_views_are_crop_major_with_their_own_augmentations():
   )
   global_views, local_view, num_local = augment.view_configs(config)
   assert (global_views[1].solarize_prob, local_view.size, num_local) == (1.0, 8, 3)
-  views = jax.jit(lambda x, k: augment.multi_view(x, k, global_views, local_view, num_local))(IMAGES, jax.random.key(0))
+  views = jax.jit(lambda x, k: augment.multi_view({"image": x}, k, global_views, local_view, num_local))(
+    IMAGES, jax.random.key(0)
+  )
   n = IMAGES.shape[0]
   assert views["global"].shape == (2 * n, 16, 16, 3) and views["local"].shape == (3 * n, 8, 8, 3)
   np.testing.assert_allclose(views["global"][:n], IMAGES, atol=1e-5)  # Full crop, nothing else: the images.
@@ -124,6 +126,24 @@ def test_views_are_crop_major_with_their_own_augmentations():
   a, b = jax.random.split(key)
   expected = jnp.concatenate([augment.augment_batch(IMAGES, a, plain[0]), augment.augment_batch(IMAGES, b, plain[1])])
   np.testing.assert_array_equal(augment.global_views({"image": IMAGES}, key, plain), expected)
+
+
+def test_host_cut_crops_get_every_augmentation_but_the_crop():
+  """With batch["crops"] (data.HostCrops) each view starts from its own crops: the device skips the crop and runs
+  the rest (here: a flip with probability 1, solarisation on view 2), with the keys of the device-cropped path."""
+  config = _views_config(views=dict(view2=dict(solarize_prob=1.0)), multicrop=dict(num_local=1, local_size=8))
+  config.augment.update(crop_scale=(0.08, 1.0), crop_ratio=(0.75, 1.33), flip_prob=1.0)  # Only the flip may act.
+  global_views, local_view, num_local = augment.view_configs(config)
+  crops = (IMAGES, IMAGES[::-1], IMAGES[:, :8, :8])
+  views = jax.jit(lambda c, k: augment.multi_view({"crops": c}, k, global_views, local_view, num_local))(
+    crops, jax.random.key(0)
+  )
+  n = IMAGES.shape[0]
+  np.testing.assert_allclose(views["global"][:n], IMAGES[:, :, ::-1], atol=1e-5)
+  np.testing.assert_allclose(views["global"][n:], augment.solarize(IMAGES[::-1, :, ::-1]), atol=1e-5)
+  np.testing.assert_allclose(views["local"], IMAGES[:, :8, 7::-1], atol=1e-5)
+  single = augment.single_view({"crops": crops[:1]}, jax.random.key(1), global_views[0])
+  np.testing.assert_allclose(single, IMAGES[:, :, ::-1], atol=1e-5)
 
 
 def _sequential_jitter(image, key, magnitudes):

@@ -51,7 +51,7 @@ def test_mae_imagenet_config_matches_the_paper():
   opt = config.optimizer
   assert (opt.name, opt.b1, opt.b2, opt.weight_decay) == ("adamw", 0.9, 0.95, 0.05)
   assert optim.scaled_learning_rate(opt.base_lr, config.batch_size, opt.lr_scaling) == 1.5e-4 * 16
-  assert (config.batch_size, config.epochs, opt.warmup_steps) == (4096, 800, 12511)  # 40 epochs.
+  assert (config.batch_size, config.epochs, optim.warmup_steps(opt, 1_281_167 / 4096)) == (4096, 800, 12511)
 
 
 def test_new_methods_imagenet_configs_match_their_papers():

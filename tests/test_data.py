@@ -84,3 +84,60 @@ def test_process_slices_partition_the_global_batch(monkeypatch):
     monkeypatch.setattr(jax, "process_index", lambda index=index: index)
     parts.append(sampler.process_indices(7))
   np.testing.assert_array_equal(np.concatenate(parts), sampler.global_indices(7))
+
+
+def _bordered_image(height=24, width=48):
+  """uint8 [H, W, 3]: a red centre square with blue bands left and right (what a centre crop cuts away)."""
+  image = np.zeros((height, width, 3), np.uint8)
+  image[..., 2] = 255
+  side = (width - height) // 2
+  image[:, side : side + height] = (255, 0, 0)
+  return image
+
+
+@pytest.fixture
+def bordered_folder(tmp_path):
+  from PIL import Image
+
+  (tmp_path / "train").mkdir()
+  for index in range(4):
+    Image.fromarray(_bordered_image()).save(tmp_path / "train" / f"{index}.png")
+  return data.FolderSource(str(tmp_path), "train", size=8, channels=3)
+
+
+def test_host_crops_are_cut_from_the_full_image(bordered_folder):
+  """A centre-cropped square never shows the blue bands; crops sampled on the full image do, with the crop-box
+  distribution of `augment.crop_box` and a key per (step, example) whatever the other examples of the batch."""
+  from ssljax.augment import AugmentConfig
+
+  assert bordered_folder.get(np.arange(4))["image"][..., 2].max() < 0.1  # The centre square (and filter spill).
+  views = (AugmentConfig(size=8), AugmentConfig(size=6, crop_scale=(0.05, 0.4)))
+  crops = data.HostCrops(bordered_folder, views, seed=0, channels=3)
+  batches = [crops.get_for_step(np.arange(4), step) for step in range(10)]
+  assert [c.shape for c in batches[0]["crops"]] == [(4, 8, 8, 3), (4, 6, 6, 3)]
+  blue = np.concatenate([(b["crops"][0][..., 2] > 0.5).any(axis=(1, 2)) for b in batches])
+  assert 0.2 < blue.mean() < 1.0  # Most boxes of area >= 8% of 24 x 48 reach a band; some stay inside the centre.
+  boxes = np.concatenate([crops.boxes(step, np.arange(4), [24] * 4, [48] * 4) for step in range(50)])
+  top, left, height, width = np.moveaxis(boxes, -1, 0)
+  assert (top >= 0).all() and (left >= 0).all() and (top + height <= 24).all() and (left + width <= 48).all()
+  area = height * width / (24 * 48)
+  assert 0.07 < area[:, 0].min() and area[:, 0].max() <= 1.0 and area[:, 1].max() < 0.42
+  np.testing.assert_array_equal(crops.boxes(3, [2], [24], [48])[0], crops.boxes(3, [0, 2], [24] * 2, [48] * 2)[1])
+  assert not np.array_equal(crops.boxes(3, [2], [24], [48]), crops.boxes(4, [2], [24], [48]))
+  again = data.HostCrops(bordered_folder, views, seed=0, channels=3).get_for_step(np.arange(4), 7)
+  np.testing.assert_array_equal(again["crops"][1], batches[7]["crops"][1])
+
+
+def test_evaluation_images_resize_to_size_over_the_crop_fraction_then_centre_crop():
+  image = np.arange(16 * 32 * 3, dtype=np.uint8).reshape(16, 32, 3)
+  # Shorter side 16 = 8 / 0.5 already: no resize, the centre 8 x 8 is cut.
+  np.testing.assert_array_equal(data._resize_and_center_crop(image, 8, 0.5), image[4:12, 12:20])
+  np.testing.assert_array_equal(data.preprocess([image], 8, center_crop=0.5)[0], np.float32(image[4:12, 12:20]) / 255)
+  assert data._resize_and_center_crop(image, 14, 0.875).shape == (14, 14, 3)  # 16 px shorter side, 14 px crop.
+
+
+def test_host_crops_need_full_size_images():
+  from ssljax.augment import AugmentConfig
+
+  with pytest.raises(ConfigError, match="config.dataset.host_crops: needs full-size images"):
+    data.HostCrops(data.load_source(_dataset(), "test"), (AugmentConfig(size=8),), seed=0, channels=1)

@@ -59,3 +59,25 @@ def test_adamw_masks_weight_decay():
 def test_unknown_optimizer_is_a_named_error():
   with pytest.raises(ConfigError, match="config.optimizer.name: unknown optimizer 'sgdx'"):
     optim.make_optimizer(_config(name="sgdx"), 256, 10)
+
+
+def test_warmup_in_epochs_follows_the_batch_size():
+  """`warmup_epochs` is converted with the run's batch size: --config.batch_size=1024 halves the steps of a
+  10-epoch warmup that 512 makes 970 (SimCLR CIFAR-10); warmup_steps stays a step count."""
+  from configs import simclr_digits
+  from ssljax import config_checks
+
+  assert optim.warmup_steps({"warmup_steps": 0, "warmup_epochs": 10}, 50_000 / 512) == 977
+  assert optim.warmup_steps({"warmup_steps": 0, "warmup_epochs": 10}, 50_000 / 1024) == 488
+  assert optim.warmup_steps({"warmup_steps": 50, "warmup_epochs": 0}, 97.6) == 50
+  config = simclr_digits.get_config("runlocal")
+  config.optimizer.update(warmup_steps=0, warmup_epochs=2)
+  for batch_size in (32, 64):
+    num_steps = 4 * 256 // batch_size
+    schedule = optim.make_optimizer(config, batch_size, num_steps, steps_per_epoch=256 / batch_size)[1]
+    peak = optim.scaled_learning_rate(config.optimizer.base_lr, batch_size, "linear")
+    warmup = 2 * 256 // batch_size  # 16 steps at batch 32, 8 at 64.
+    np.testing.assert_allclose([schedule(warmup // 2), schedule(warmup)], [peak / 2, peak], rtol=1e-6)
+  config.optimizer.warmup_steps = 5
+  with pytest.raises(ConfigError, match="warmup_epochs: 2 and warmup_steps 5 are both set"):
+    config_checks.validate(config)

@@ -47,6 +47,22 @@ def test_prepare_writes_array_record_that_the_source_reads(tiny_data_dir, capsys
   )
 
 
+def test_host_crops_read_the_full_stored_images(tiny_data_dir):
+  from ssljax.augment import AugmentConfig
+
+  config = simclr_digits.get_config().dataset
+  config.update(name=tiny_tfds.NAME, data_dir=str(tiny_data_dir), image_size=6)
+  source = data.load_source(config, "train")
+  image, label = source.encoded(3)
+  assert image.shape == (tiny_tfds.SIDE, tiny_tfds.SIDE, 1) and label == source.get(np.array([3]))["label"][0]
+  crops = data.HostCrops(source, (AugmentConfig(size=6),), seed=0, channels=1)
+  batch = crops.get_for_step(np.array([3, 5]), step=2)
+  box = crops.boxes(2, [3], [tiny_tfds.SIDE], [tiny_tfds.SIDE])[0, 0]
+  expected = data.decode_crop_resize(image, box, 6, channels=1).astype(np.float32) / 255
+  np.testing.assert_array_equal(batch["crops"][0][0], expected)
+  np.testing.assert_array_equal(batch["label"], source.get(np.array([3, 5]))["label"])
+
+
 def test_a_run_found_through_the_environment_records_its_data_dir(tiny_data_dir, tmp_path, monkeypatch):
   monkeypatch.setenv("TFDS_DATA_DIR", str(tiny_data_dir))
   monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(tiny_data_dir))  # tfds reads the variable at import.

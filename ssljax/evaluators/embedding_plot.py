@@ -1,12 +1,11 @@
 """2-D embeddings (t-SNE; UMAP when `umap-learn` is installed) of test features coloured by class, as PNG in the
 workdir and TensorBoard, with the silhouette score of the classes in the embedding as the number to track."""
 
-import os
-
 import jax
 import numpy as np
 from absl import logging
 
+from ssljax import paths
 from ssljax.config import ConfigError
 
 # Matplotlib's tab10 colours, then tab20's light variants for classes 10-19 (more classes reuse them).
@@ -67,9 +66,7 @@ def run(context, methods=("tsne",), features=("ssl", "raw_pixels"), max_points: 
       results[f"{method}/{name}/silhouette"] = float(silhouette_score(coords, labels))
       png = scatter_png(coords, labels, f"{method} of {name} test features")
       if jax.process_index() == 0:
-        from PIL import Image
-
-        Image.fromarray(png).save(os.path.join(context.workdir, f"{method}_{name}.png"))
+        paths.write_png(paths.resolve(context.workdir) / f"{method}_{name}.png", png)
       if context.writer is not None:
         context.writer.write_image(0, f"{method}/{name}", png)
   return results

@@ -1,14 +1,12 @@
 """MAE's held-out reconstruction: masked-patch loss on the test split against the predict-the-mean-patch
 baseline, and a PNG grid (original | masked | reconstruction with the visible patches pasted back)."""
 
-import os
-
 import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax import data, losses
+from ssljax import data, losses, paths
 from ssljax.config import ConfigError
 from ssljax.models import patchify, unpatchify
 
@@ -94,11 +92,7 @@ def run(context, num_images: int = 16, mask_ratio: float | None = None, seed: in
 
   grid = tile(reconstruction_triplets(*first, patch_size, norm_pix))
   if jax.process_index() == 0:
-    from PIL import Image
-
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(
-      os.path.join(context.workdir, "reconstructions.png")
-    )
+    paths.write_png(paths.resolve(context.workdir) / "reconstructions.png", grid)
     if context.writer is not None:
       context.writer.write_image(0, "reconstructions", grid)
   return {f"reconstruction/{name}/masked_mse": total / masked_patches for name, total in sums.items()}

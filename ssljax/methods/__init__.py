@@ -40,6 +40,9 @@ class Method:
     loss: (outputs, batch, step) -> (scalar loss, dict of scalar metrics). With a teacher, `outputs["teacher"]`
       holds the teacher's outputs (no gradient reaches them).
     views_per_image: how many rows of "features" each input image contributes (the probe tiles labels so).
+    crops: the AugmentConfig of every view `make_inputs` cuts from an image, in the order it reads them (global
+      views, then local ones): with `config.dataset.host_crops` their random resized crops are cut on the host
+      from the full decoded images (`data.HostCrops`, batch["crops"]) and the device runs the rest.
     teacher_momentum: step -> tau. When set, the train state holds an EMA teacher (its own params and BatchNorm
       statistics): `model.teach(inputs)` runs it before the online forward, with train-mode BatchNorm, and after
       the optimizer `teacher = tau * teacher + (1 - tau) * params`.
@@ -54,6 +57,7 @@ class Method:
   make_inputs: Callable
   loss: Callable
   views_per_image: int
+  crops: tuple = ()
   teacher_momentum: Callable | None = None
   evaluate_teacher: bool = False
   frozen: Callable | None = None

@@ -104,6 +104,7 @@ def build(config, info) -> Method:
     make_inputs=functools.partial(_crops, global_views=global_views, local_view=local_view, num_local=num_local),
     loss=functools.partial(dino_objective, section=section, steps_per_epoch=info.steps_per_epoch),
     views_per_image=2,
+    crops=(*global_views, *[local_view] * num_local),
     teacher_momentum=cosine_momentum(section.momentum, section.final_momentum, info.num_steps),
     evaluate_teacher=True,
     frozen=lambda params, step: freeze_paths(params, ("last_layer", "last_layer_gain"), step < frozen_steps),
@@ -111,4 +112,4 @@ def build(config, info) -> Method:
 
 
 def _crops(batch, rng, global_views, local_view, num_local):
-  return augment.multi_view(batch["image"], rng, global_views, local_view, num_local)
+  return augment.multi_view(batch, rng, global_views, local_view, num_local)

@@ -31,9 +31,11 @@ def build(config, info) -> Method:
     patch_dim=encoder.patch_size**2 * config.dataset.channels,
     dtype=dtype,
   )
+  view = augment.AugmentConfig(size=size, **config.augment)
   return Method(
     model=models.MaskedAutoencoder(encoder, decoder, mae.mask_ratio),
-    make_inputs=functools.partial(augment.single_view, config=augment.AugmentConfig(size=size, **config.augment)),
+    make_inputs=functools.partial(augment.single_view, config=view),
     loss=functools.partial(reconstruction_loss, norm_pix=mae.norm_pix),
     views_per_image=1,
+    crops=(view,),
   )

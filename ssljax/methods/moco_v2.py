@@ -84,5 +84,6 @@ def build(config, info) -> Method:
     make_inputs=functools.partial(query_and_key, views=views),
     loss=functools.partial(moco_v2_objective, temperature=section.temperature),
     views_per_image=1,
+    crops=tuple(views),
     teacher_momentum=cosine_momentum(section.momentum, section.momentum, info.num_steps),  # Constant.
   )

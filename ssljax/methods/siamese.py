@@ -56,5 +56,6 @@ def build_siamese(config, projector, predictor, loss, **method_fields) -> Method
     make_inputs=functools.partial(augment.global_views, views=views),
     loss=loss,
     views_per_image=2,
+    crops=tuple(views),
     **method_fields,
   )

@@ -64,4 +64,5 @@ def build(config, info) -> Method:
       mesh=info.mesh,
     ),
     views_per_image=2,
+    crops=tuple(views),
   )

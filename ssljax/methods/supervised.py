@@ -84,6 +84,7 @@ def build(config, info) -> Method:
   frozen_encoder = settings.get("frozen_encoder", False)
   if frozen_encoder and config.model.get("lora"):
     raise ConfigError("config.supervised.frozen_encoder: a frozen encoder cannot also train LoRA adapters")
+  view = augment.AugmentConfig(size=config.dataset.image_size, **config.augment)
   return Method(
     frozen=head_only_frozen if frozen_encoder else lora_frozen if config.model.get("lora") else None,
     model=Classifier(
@@ -93,9 +94,8 @@ def build(config, info) -> Method:
       head_norm=settings.get("head_norm", False),
       frozen_encoder=frozen_encoder,
     ),
-    make_inputs=functools.partial(
-      augment.single_view, config=augment.AugmentConfig(size=config.dataset.image_size, **config.augment)
-    ),
+    make_inputs=functools.partial(augment.single_view, config=view),
     loss=functools.partial(cross_entropy_loss, label_smoothing=config.supervised.label_smoothing),
     views_per_image=1,
+    crops=(view,),
   )
