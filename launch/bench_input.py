@@ -113,7 +113,7 @@ def host_crops_row(folder: str, count: int, size: int):
   from ssljax.data import FolderSource, HostCrops
 
   crops = HostCrops(FolderSource(folder, "train", size, 3), (AugmentConfig(size=size),), seed=0, channels=3)
-  crops.get_for_step(np.arange(8), 0)  # Compiles the box sampler, untimed.
+  crops.get_for_step(np.arange(count), 0)  # Compiles the box sampler for this batch size, untimed.
   start = time.perf_counter()
   crops.get_for_step(np.arange(count), 1)
   cores = os.cpu_count() or 1

@@ -240,9 +240,12 @@ def augment_batch(images, key, config: AugmentConfig, cropped: bool = False):
 
 def augment_view(batch, index: int, key, config: AugmentConfig):
   """View `index` of every image of a batch: from its crops cut on the host from the full images when the batch
-  holds them (batch["crops"], one [N, size, size, C] per view, `data.HostCrops`), else from batch["image"]."""
+  holds them (batch["crops"], one uint8 or [0, 1] float [N, size, size, C] per view, `data.HostCrops`), else
+  from batch["image"]."""
   if "crops" in batch:
-    return augment_batch(batch["crops"][index], key, config, cropped=True)
+    crops = batch["crops"][index]
+    crops = crops.astype(jnp.float32) / 255.0 if crops.dtype == jnp.uint8 else crops
+    return augment_batch(crops, key, config, cropped=True)
   return augment_batch(batch["image"], key, config)
 
 

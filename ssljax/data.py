@@ -452,7 +452,8 @@ class HostCrops:
   cropping an already centre-cropped `image_size` square would never show an image's outer part and up-sample
   every view. The device then runs the rest of each view's augmentation (`augment.augment_view`).
 
-  `get_for_step(indices, step)` -> {"crops": (float32 [N, size, size, C] in [0, 1] per view), "label"}."""
+  `get_for_step(indices, step)` -> {"crops": (uint8 [N, size, size, C] per view), "label"}: uint8, a quarter of
+  float32's bytes to copy to the device, which converts them (converting on the host took 40% of its time)."""
 
   def __init__(self, source, views, seed: int, channels: int):
     if not hasattr(source, "encoded"):
@@ -484,9 +485,7 @@ class HostCrops:
     cut_views = list(
       self._pool.map(cut, [(view, example) for view in range(len(self._views)) for example in range(num)])
     )
-    crops = tuple(
-      np.stack(cut_views[v * num : (v + 1) * num]).astype(np.float32) / 255.0 for v in range(len(self._views))
-    )
+    crops = tuple(np.stack(cut_views[v * num : (v + 1) * num]) for v in range(len(self._views)))
     return {"crops": crops, "label": np.array(labels, np.int32)}
 
 

@@ -142,8 +142,9 @@ def test_host_cut_crops_get_every_augmentation_but_the_crop():
   np.testing.assert_allclose(views["global"][:n], IMAGES[:, :, ::-1], atol=1e-5)
   np.testing.assert_allclose(views["global"][n:], augment.solarize(IMAGES[::-1, :, ::-1]), atol=1e-5)
   np.testing.assert_allclose(views["local"], IMAGES[:, :8, 7::-1], atol=1e-5)
-  single = augment.single_view({"crops": crops[:1]}, jax.random.key(1), global_views[0])
-  np.testing.assert_allclose(single, IMAGES[:, :, ::-1], atol=1e-5)
+  pixels = np.round(np.asarray(IMAGES) * 255).astype(np.uint8)  # HostCrops' uint8 crops, converted on the device.
+  single = augment.single_view({"crops": (pixels,)}, jax.random.key(1), global_views[0])
+  np.testing.assert_allclose(single, pixels[:, :, ::-1] / np.float32(255), atol=1e-6)
 
 
 def _sequential_jitter(image, key, magnitudes):

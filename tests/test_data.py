@@ -115,7 +115,8 @@ def test_host_crops_are_cut_from_the_full_image(bordered_folder):
   crops = data.HostCrops(bordered_folder, views, seed=0, channels=3)
   batches = [crops.get_for_step(np.arange(4), step) for step in range(10)]
   assert [c.shape for c in batches[0]["crops"]] == [(4, 8, 8, 3), (4, 6, 6, 3)]
-  blue = np.concatenate([(b["crops"][0][..., 2] > 0.5).any(axis=(1, 2)) for b in batches])
+  assert batches[0]["crops"][0].dtype == np.uint8  # Converted on the device (augment.augment_view).
+  blue = np.concatenate([(b["crops"][0][..., 2] > 128).any(axis=(1, 2)) for b in batches])
   assert 0.2 < blue.mean() < 1.0  # Most boxes of area >= 8% of 24 x 48 reach a band; some stay inside the centre.
   boxes = np.concatenate([crops.boxes(step, np.arange(4), [24] * 4, [48] * 4) for step in range(50)])
   top, left, height, width = np.moveaxis(boxes, -1, 0)
