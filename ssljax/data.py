@@ -83,12 +83,6 @@ class TfdsSource:
   def __len__(self):
     return len(self._source)
 
-  def _image(self, record):
-    image = np.asarray(record["image"])
-    if image.shape[0] != self._size or image.shape[1] != self._size or self._center_crop != 1.0:
-      image = _resize_and_center_crop(image, self._size, self._center_crop)
-    return image
-
   def encoded(self, index: int):
     """(the full image of example `index`: its JPEG/PNG bytes, or uint8 [H, W, C] when stored decoded, label)."""
     if callable(self._encoded_source):
@@ -98,7 +92,7 @@ class TfdsSource:
 
   def get(self, indices):
     records = list(self._pool.map(self._source.__getitem__, [int(i) for i in indices]))
-    images = np.stack([self._image(r) for r in records]).astype(np.float32) / 255.0
+    images = preprocess([np.asarray(r["image"]) for r in records], self._size, self._center_crop)
     return {"image": images, "label": np.array([r["label"] for r in records], np.int32)}
 
 
@@ -180,21 +174,18 @@ def preprocess(images, size: int, center_crop: float = 1.0) -> np.ndarray:
   """uint8 images ([N, H, W, C] or a list of [H, W, C] of any sizes) -> float32 [N, size, size, C] in [0, 1]:
   the shorter side resized to size / center_crop (bicubic), centre-cropped; what a folder, npz or tfds dataset
   gives."""
-  resized = [
-    image
-    if image.shape[:2] == (size, size) and center_crop == 1.0
-    else _resize_and_center_crop(image, size, center_crop)
-    for image in images
-  ]
-  return np.stack(resized).astype(np.float32) / 255.0
+  return np.stack([_resize_and_center_crop(image, size, center_crop) for image in images]).astype(np.float32) / 255.0
 
 
 def _resize_and_center_crop(image: np.ndarray, size: int, fraction: float = 1.0) -> np.ndarray:
   """uint8 [H, W, C] -> [size, size, C]: bicubic resize of the shorter side to size / fraction, then the centre
-  size x size crop (fraction 0.875: 224 px out of 256, the papers' ImageNet evaluation images)."""
+  size x size crop (fraction 0.875: 224 px out of 256, the papers' ImageNet evaluation images); an image already
+  size x size with fraction 1 is returned as it is."""
   from PIL import Image
 
   height, width = image.shape[:2]
+  if (height, width) == (size, size) and fraction == 1.0:
+    return image
   scale = round(size / fraction) / min(height, width)
   new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
   squeeze = image.shape[2] == 1
@@ -241,10 +232,7 @@ def _decode(path: str, size: int, channels: int, center_crop: float = 1.0) -> np
       pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
   except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files, bad headers.
     raise ConfigError(f"config.dataset: cannot read image {path} ({' '.join(str(error).split())})") from None
-  pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-  if pixels.shape[:2] == (size, size) and center_crop == 1.0:
-    return pixels
-  return _resize_and_center_crop(pixels, size, center_crop)
+  return _resize_and_center_crop(pixels[..., None] if pixels.ndim == 2 else pixels, size, center_crop)
 
 
 class FolderSource:
