@@ -37,9 +37,9 @@ def _loop(trainer, state, batch, steps: int, manager=None, every: int = 0):
   return state, (time.perf_counter() - start) / steps, sum(blocked) / max(len(blocked), 1)
 
 
-def _one_save(manager, trainer, state, batch):
+def one_save(manager, step_fn, state, batch):
   """(state, blocking seconds, seconds until the files are complete) of one save after one step."""
-  state, _ = trainer.step(state, batch)
+  state, _ = step_fn(state, batch)
   jax.block_until_ready(state)
   start = time.perf_counter()
   checkpoint.save(manager, state)
@@ -60,8 +60,8 @@ def bench(setting: str, batch_size: int | None, steps: int, every: int, dtype: s
   for mode in ("async", "sync"):
     with tempfile.TemporaryDirectory() as directory:
       manager = checkpoint.make_manager(directory, max_to_keep=2, asynchronous=mode == "async")
-      state, _, _ = _one_save(manager, trainer, state, batch)  # Warm-up.
-      state, blocking, write = _one_save(manager, trainer, state, batch)
+      state, _, _ = one_save(manager, trainer.step, state, batch)  # Warm-up.
+      state, blocking, write = one_save(manager, trainer.step, state, batch)
       spacing = max(every, math.ceil(write / baseline) + 1)
       state, step_s, blocked = _loop(trainer, state, batch, steps, manager, spacing)
       manager.wait_until_finished()  # Writes still running after the last step are not counted.

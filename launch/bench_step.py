@@ -22,15 +22,26 @@ import time
 import jax
 import numpy as np
 
-from configs import mae_vit_base_imagenet, simclr_cifar10, simclr_imagenet
+from configs import (
+  byol_imagenet,
+  dino_imagenet,
+  mae_vit_base_imagenet,
+  moco_v3_imagenet,
+  simclr_cifar10,
+  simclr_imagenet,
+)
 from ssljax import sharding, train_step
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12, "TPU v5p": 459e12}
-# name: (config, default batch, goal: ("images/s", per-device value) or ("MFU", fraction), or None).
+# name: (config module, its get_config argument, default batch, goal: ("images/s", per-device value) or ("MFU",
+# fraction), or None).
 SETTINGS = {
-  "simclr_resnet50_224": (simclr_imagenet.get_config, 256, ("images/s", 3500.0)),
-  "simclr_resnet18_32": (simclr_cifar10.get_config, 512, None),
-  "mae_vitb16_224": (mae_vit_base_imagenet.get_config, 256, ("MFU", 0.4)),
+  "simclr_resnet50_224": (simclr_imagenet, "", 256, ("images/s", 3500.0)),
+  "simclr_resnet18_32": (simclr_cifar10, "", 512, None),
+  "mae_vitb16_224": (mae_vit_base_imagenet, "", 256, ("MFU", 0.4)),
+  "byol_resnet50_224": (byol_imagenet, "", 256, None),
+  "moco_v3_vitb16_224": (moco_v3_imagenet, "vit_base", 128, ("MFU", 0.4)),
+  "dino_vits16_multicrop": (dino_imagenet, "vit_small", 128, ("MFU", 0.4)),
 }
 
 
@@ -38,18 +49,26 @@ def peak_flops(device) -> float | None:
   return next((peak for name, peak in PEAK_BF16_FLOPS.items() if name in device.device_kind), None)
 
 
-def synthetic_setup(setting: str, batch_size: int | None, dtype: str):
-  """(config, trainer, a random batch on the mesh, a fresh state) for a setting: what every step benchmark needs."""
-  make_config, default_batch, _ = SETTINGS[setting]
-  config = make_config()
+def synthetic_setup(setting: str, batch_size: int | None, dtype: str, tiny: bool = False):
+  """(config, trainer, a random batch on the mesh, a fresh state) for a setting: what every step benchmark needs.
+
+  The batch has the form a real run of the config feeds the step: with `dataset.host_crops` (the ImageNet
+  configs) one uint8 crop per view, cut on the host, else the images. `tiny`: the config's `runlocal` variant
+  (small model, 32 px), float32, so the whole benchmark runs on a CPU in seconds (the report's test)."""
+  module, arg, default_batch, _ = SETTINGS[setting]
+  config = module.get_config(",".join(a for a in (arg, "runlocal" if tiny else "") if a))
   config.update(batch_size=batch_size or default_batch, total_steps=1000, dtype=dtype)
+  if tiny:
+    config.dataset.image_size = min(config.dataset.image_size, 32)
   trainer = train_step.build_trainer(config, sharding.make_mesh(), num_examples=10**6, num_classes=1000)
   size, channels = config.dataset.image_size, config.dataset.channels
   rng = np.random.default_rng(0)
-  batch = {
-    "image": rng.random((config.batch_size, size, size, channels), np.float32),
-    "label": rng.integers(0, 1000, config.batch_size).astype(np.int32),
-  }
+  batch = {"label": rng.integers(0, 1000, config.batch_size).astype(np.int32)}
+  if config.dataset.get("host_crops"):
+    shapes = [(config.batch_size, view.size, view.size, channels) for view in trainer.method.crops]
+    batch["crops"] = tuple(rng.integers(0, 256, shape, np.uint8) for shape in shapes)
+  else:
+    batch["image"] = rng.random((config.batch_size, size, size, channels), np.float32)
   return config, trainer, jax.device_put(batch, trainer.batch_sharding), trainer.make_state(0)
 
 
@@ -59,7 +78,7 @@ def _cost(lowered_or_compiled) -> dict:
 
 
 def bench(setting: str, batch_size: int | None, steps: int, dtype: str) -> dict:
-  goal = SETTINGS[setting][2]
+  goal = SETTINGS[setting][3]
   config, trainer, batch, state = synthetic_setup(setting, batch_size, dtype)
 
   start = time.perf_counter()

@@ -22,10 +22,26 @@ from launch.bench_step import SETTINGS, synthetic_setup
 
 SCOPES = ("augment", "teacher", "forward_backward", "optimizer", "guard")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%\S+ = (\w+)\[([\d,]*)\]\S* ([\w-]+)\(")
+_NAME = re.compile(r"^\s*(?:ROOT )?%([\w.-]+) = ")
 _TARGET = re.compile(r'custom_call_target="([^"]+)"')
 _CALLED = re.compile(r"(?:calls|to_apply)=%([\w.-]+)")
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
 _BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "pred": 1, "s8": 1, "u8": 1, "f64": 8, "s64": 8}
+
+
+def scope_of(op_name: str | None) -> str:
+  """The train step's named scope an instruction came from, by its op_name metadata; "other" outside them."""
+  return next((s for s in SCOPES if op_name and f"/{s}/" in op_name + "/"), "other")
+
+
+def instruction_scopes(hlo_text: str) -> dict[str, str]:
+  """{instruction name: scope} for every instruction of an HLO module's text (a profile's "hlo_op" names them)."""
+  scopes = {}
+  for line in hlo_text.splitlines():
+    if (name := _NAME.match(line)) is not None:
+      op_name = _OP_NAME.search(line)
+      scopes[name.group(1)] = scope_of(op_name and op_name.group(1))
+  return scopes
 
 
 def census(hlo_text: str, min_bytes: int) -> tuple[dict, collections.Counter]:
@@ -48,8 +64,7 @@ def census(hlo_text: str, min_bytes: int) -> tuple[dict, collections.Counter]:
     if size < min_bytes or opcode in ("parameter", "get-tuple-element", "bitcast", "constant"):
       continue
     op_name = _OP_NAME.search(line)
-    scope = next((s for s in SCOPES if op_name and f"/{s}/" in op_name.group(1) + "/"), "other")
-    row = rows[scope]
+    row = rows[scope_of(op_name and op_name.group(1))]
     row[f"{dtype if dtype in ('f32', 'bf16') else 'other'} MiB"] += size / 2**20
     row["buffers"] += 1
     row["transposes"] += opcode in ("transpose", "copy") or "transpose" in line.split("=")[0]

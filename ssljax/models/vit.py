@@ -7,6 +7,8 @@ Every parameter carries logical axis names ("embed", "mlp", "heads", "kv", "qkv"
 shard them by rules; `nn.meta.unbox` strips the annotations where they are not needed.
 """
 
+import contextlib
+import contextvars
 from typing import Any
 
 import einops
@@ -69,9 +71,26 @@ def sincos_pos_embed_2d(embed_dim: int, grid_size: int, cls_token: bool = False)
   return embed
 
 
+_FORCED_ATTENTION = contextvars.ContextVar("ssljax_forced_attention", default=None)
+
+
+@contextlib.contextmanager
+def forced_attention(implementation: str):
+  """Models traced inside this context (in this thread) compute attention with `implementation` ("xla" or
+  "cudnn") instead of `attention_implementation`'s choice: for benchmarks that compare the two kernels."""
+  token = _FORCED_ATTENTION.set(implementation)
+  try:
+    yield
+  finally:
+    _FORCED_ATTENTION.reset(token)
+
+
 def attention_implementation(dtype, head_dim: int, platform: str) -> str | None:
   """ "cudnn" (the fused flash-attention kernel) where it applies: GPUs, bf16 / fp16, head_dim a multiple of 8 up
-  to 128; otherwise None, XLA's composition (the only choice on CPUs and TPUs), which materialises the logits."""
+  to 128; otherwise None, XLA's composition (the only choice on CPUs and TPUs), which materialises the logits.
+  `forced_attention` overrides the choice."""
+  if forced := _FORCED_ATTENTION.get():
+    return forced
   supported = platform == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
   return "cudnn" if supported and head_dim % 8 == 0 and head_dim <= 128 else None
 
