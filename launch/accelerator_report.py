@@ -33,7 +33,6 @@ import concurrent.futures  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime  # noqa: E402
-import functools  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import pathlib  # noqa: E402
@@ -116,10 +115,8 @@ _DERIVED_LINES = ("XLA Modules", "XLA Ops", "XLA TraceMe", "Steps", "Framework",
 
 
 def profile_step(step: Step, steps: int, keep: pathlib.Path | None, name: str) -> dict:
-  """Runs `steps` steps under the profiler; {"kernel s": kernel time per step, "idle": share of the steps' wall
-  time with no kernel running, "scopes": {scope: share of kernel time}, "top": [(hlo op, scope, kernel, share)]}.
-  The device's kernels (a CPU's thunks) are matched to the step's named scopes through their "hlo_op" and the
-  optimised HLO's op_name metadata."""
+  """Runs `steps` steps under the profiler and summarises their kernels (`profile_summary`); with `keep`, saves
+  the profile and the optimised HLO there as NAME.xplane.pb and NAME.hlo.txt."""
   hlo_text = step.compiled.as_text()
   with tempfile.TemporaryDirectory() as directory:
     jax.profiler.start_trace(directory)
@@ -134,16 +131,46 @@ def profile_step(step: Step, steps: int, keep: pathlib.Path | None, name: str) -
     if keep is not None:
       (keep / f"{name}.xplane.pb").write_bytes(path.read_bytes())
       (keep / f"{name}.hlo.txt").write_text(hlo_text)
-  scopes = hlo_census.instruction_scopes(hlo_text)
-  by_scope, by_op = collections.Counter(), collections.Counter()
-  kernel_names = {}
+  return profile_summary(events, hlo_text, steps, wall_s)
+
+
+def _kernel_key(name: str) -> str:
+  """A kernel's name is its HLO instruction's with "." and "-" as "_" (fusion.3 -> fusion_3)."""
+  return name.replace(".", "_").replace("-", "_")
+
+
+def profile_summary(events, hlo_text: str, steps: int, wall_s: float) -> dict:
+  """{"kernel s": kernel time per step, "idle": share of the steps' wall time with no kernel running, "scopes":
+  {scope: share of kernel time}, "top": [(op or kernel, scope, kernel, launches per step, share)]}.
+
+  Kernels are matched to the step's named scopes through the optimised HLO's op_name metadata: by their "hlo_op",
+  or, inside a GPU command buffer (whose "hlo_op" names the buffer), by their own name, which is their fusion's.
+  Library kernels inside command buffers (cuDNN, cuBLAS) match neither: "library (command buffer)"."""
+  scopes = {_kernel_key(name): scope for name, scope in hlo_census.instruction_scopes(hlo_text).items()}
+  by_scope, by_op, launches, kernels = collections.Counter(), collections.Counter(), collections.Counter(), {}
   for op, kernel, _, duration in events:
-    by_scope[scopes.get(op, "other")] += duration
-    by_op[op] += duration
-    kernel_names.setdefault(op, kernel)
+    if _kernel_key(op) in scopes:
+      key = op
+    elif _kernel_key(kernel) in scopes:
+      key = kernel
+    else:
+      key = kernel.split("<")[0][:60]
+    by_scope[scopes.get(_kernel_key(key), "library (command buffer)")] += duration
+    by_op[key] += duration
+    launches[key] += 1
+    kernels.setdefault(key, kernel)
   total = sum(by_scope.values()) or 1.0
   busy = _union_seconds([(begin, begin + duration) for _, _, begin, duration in events])
-  top = [(op, scopes.get(op, "other"), kernel_names[op], seconds / total) for op, seconds in by_op.most_common(6)]
+  top = [
+    (
+      key,
+      scopes.get(_kernel_key(key), "library (command buffer)"),
+      kernels[key],
+      launches[key] / steps,
+      seconds / total,
+    )
+    for key, seconds in by_op.most_common(8)
+  ]
   return {
     "kernel s": total / steps,
     "idle": max(0.0, 1.0 - busy / wall_s),
@@ -181,39 +208,44 @@ def _union_seconds(intervals) -> float:
 
 
 def attention_equality(shape=(4, 197, 12, 64)) -> dict:
-  """Largest |cuDNN - XLA| over the output of `jax.nn.dot_product_attention` and its gradients (bf16)."""
+  """Largest |cuDNN - XLA| over the output of the ViT's attention (`vit.dot_product_attention`, which pads odd
+  lengths for cuDNN) and its gradients, bf16."""
   q, k, v = jax.random.normal(jax.random.key(0), (3, *shape), jnp.bfloat16)
 
   def value_and_grads(implementation):
-    loss = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation=implementation).sum()  # noqa: E731
-    return jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(q, k, v)
+    loss = lambda q, k, v: vit.dot_product_attention(q, k, v, implementation).astype(jnp.float32).sum()  # noqa: E731
+    output = jax.jit(vit.dot_product_attention, static_argnums=3)(q, k, v, implementation)
+    return output, jax.jit(jax.grad(loss, (0, 1, 2)))(q, k, v)
 
-  def output(implementation):
-    return jax.jit(functools.partial(jax.nn.dot_product_attention, implementation=implementation))(q, k, v)
-
-  out = float(jnp.max(jnp.abs(output("cudnn").astype(jnp.float32) - output("xla").astype(jnp.float32))))
-  grads = jax.tree.map(
-    lambda a, b: float(jnp.max(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))),
-    value_and_grads("cudnn")[1],
-    value_and_grads("xla")[1],
-  )
-  return {"output": out, "gradients": max(grads)}
+  (out_cudnn, grads_cudnn), (out_xla, grads_xla) = value_and_grads("cudnn"), value_and_grads("xla")
+  difference = lambda a, b: float(jnp.max(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32))))  # noqa: E731
+  return {
+    "output": difference(out_cudnn, out_xla),
+    "gradients": max(jax.tree.leaves(jax.tree.map(difference, grads_cudnn, grads_xla))),
+  }
 
 
-def nt_xent_rows(sizes, dim: int, block_size: int, dense_limit_gib: float, run_limit_s: float) -> list[dict]:
-  """Blockwise vs dense NT-Xent forward + backward at each 2N of `sizes` (time and XLA's temporary memory).
-  The largest size runs only if the quadratic extrapolation from the one before stays under `run_limit_s`."""
+def nt_xent_rows(sizes, dim: int, block_sizes, dense_limit_gib: float, run_limit_s: float) -> list[dict]:
+  """Blockwise (each of `block_sizes`) vs dense NT-Xent forward + backward at each 2N of `sizes`: time and XLA's
+  temporary memory. Dense runs while its [2N, 2N] logits fit `dense_limit_gib` (and is not even compiled past
+  four times that: GPU compilers autotune with real buffers); blockwise runs while the quadratic extrapolation
+  from the size before stays under `run_limit_s`."""
   results = []
   for i, n in enumerate(sizes):
-    dense = bench_contrastive._measure(n, dim, None, False)
-    if isinstance(dense["temp GiB"], float) and dense["temp GiB"] < dense_limit_gib:
-      dense = bench_contrastive._measure(n, dim, None, True)
-    estimate = None
-    if i and results[-1]["blockwise"]["ms"]:
-      estimate = results[-1]["blockwise"]["ms"] * (n / sizes[i - 1]) ** 2
-    run = estimate is None or estimate / 1e3 < run_limit_s
-    blockwise = bench_contrastive._measure(n, dim, block_size, run)
-    results.append({"n": n, "dense": dense, "blockwise": blockwise, "estimate ms": None if run else estimate})
+    dense = {"temp GiB": None, "ms": None}
+    if 3 * 4 * n**2 / 2**30 < 4 * dense_limit_gib:
+      dense = bench_contrastive._measure(n, dim, None, False)
+      if isinstance(dense["temp GiB"], float) and dense["temp GiB"] < dense_limit_gib:
+        dense = bench_contrastive._measure(n, dim, None, True)
+    for block_size in block_sizes:
+      previous = [r for r in results if r["block"] == block_size]
+      estimate = None
+      if i and previous and previous[-1]["blockwise"]["ms"]:
+        estimate = previous[-1]["blockwise"]["ms"] * (n / sizes[i - 1]) ** 2
+      run = estimate is None or estimate / 1e3 < run_limit_s
+      blockwise = bench_contrastive._measure(n, dim, block_size, run)
+      row = {"n": n, "block": block_size, "dense": dense, "blockwise": blockwise}
+      results.append({**row, "estimate ms": None if run else estimate})
   return results
 
 
@@ -351,8 +383,14 @@ def step_rows(checks, args, dtype: str, batch_size: int | None, gpu: bool, keep,
     name = "_".join(filter(None, (setting, attention)))
     profile = attempt("profiling", profile_step, step, 2, keep, name)
     result, measured[row] = step_cells(step, seconds, profile, peak)
+    if step.config.model.name == "vit":  # Shows whether cuDNN's attention is in the step or XLA's stood in.
+      calls = step.compiled.as_text().count('custom_call_target="__cudnn$fmha')
+      result += f"; cuDNN attention calls: {calls}"
     if not isinstance(profile, Failure):
-      top = "; ".join(f"`{op}` ({scope}, {kernel[:60]}) {_pct(share)}" for op, scope, kernel, share in profile["top"])
+      top = "; ".join(
+        f"`{op}` x{count:g} ({scope}{'' if kernel == op else ', ' + kernel[:50]}) {_pct(share)}"
+        for op, scope, kernel, count, share in profile["top"]
+      )
       details.append(f"- {row}: kernel time {_fmt(profile['kernel s'] * 1e3)} ms/step; top ops: {top}")
     print(f"{row}: {result}", flush=True)
     rows.append([f"{row} step", setting_text(step), result, None, None])
@@ -447,18 +485,19 @@ def attention_row(gpu: bool) -> list:
 def nt_xent_table(tiny: bool) -> list:
   rows = []
   sizes = (256, 1024, 4096) if tiny else (8192, 65536, 1048576)
-  for i, result in enumerate(nt_xent_rows(sizes, 128, 1024, 40.0, 60.0)):
-    blockwise, dense = result["blockwise"], result["dense"]
+  for result in nt_xent_rows(sizes, 128, (1024, 4096), 40.0, 20.0):
+    blockwise, dense, n = result["blockwise"], result["dense"], result["n"]
     timed = f"{_fmt(blockwise['ms'])} ms" if blockwise["ms"] else f"not run (~{_fmt(result['estimate ms'])} ms)"
-    cells = [f"NT-Xent blockwise, 2N = {result['n']:,}", "dim 128, block 1024, float32, forward + backward"]
+    cells = [f"NT-Xent blockwise, 2N = {n:,}", f"dim 128, block {result['block']}, float32, forward + backward"]
     cells.append(f"{timed}, {_fmt(blockwise['temp GiB'])} GiB temporaries")
+    dense_memory = "too large to compile" if dense["temp GiB"] is None else f"{_fmt(dense['temp GiB'])} GiB"
     if dense["ms"]:
-      cells += [f"dense: {_fmt(dense['ms'])} ms, {_fmt(dense['temp GiB'])} GiB", ratio(blockwise["ms"], dense["ms"])]
-    elif i == 1:
-      cells += [f"goal {NT_XENT_64K_GOAL_MS:.0f} ms (dense: {_fmt(dense['temp GiB'])} GiB, not run)"]
+      cells += [f"dense: {_fmt(dense['ms'])} ms, {dense_memory}", ratio(blockwise["ms"], dense["ms"])]
+    elif n == sizes[1]:
+      cells += [f"goal {NT_XENT_64K_GOAL_MS:.0f} ms (dense: {dense_memory}, not run)"]
       cells.append(ratio(blockwise["ms"], NT_XENT_64K_GOAL_MS))
     else:
-      cells += [f"dense: {_fmt(dense['temp GiB'])} GiB, not run", None]
+      cells += [f"dense: {dense_memory}, not run", None]
     rows.append(cells)
   return rows
 

@@ -21,7 +21,8 @@ import numpy as np
 from launch.bench_step import SETTINGS, synthetic_setup
 
 SCOPES = ("augment", "teacher", "forward_backward", "optimizer", "guard")
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%\S+ = (\w+)\[([\d,]*)\]\S* ([\w-]+)\(")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.-]+) = (.+?) ([\w-]+)\(")  # Name, shape (maybe a tuple), opcode.
+_ARRAY = re.compile(r"(\w+)\[([\d,]*)\]")
 _NAME = re.compile(r"^\s*(?:ROOT )?%([\w.-]+) = ")
 _TARGET = re.compile(r'custom_call_target="([^"]+)"')
 _CALLED = re.compile(r"(?:calls|to_apply)=%([\w.-]+)")
@@ -57,17 +58,20 @@ def census(hlo_text: str, min_bytes: int) -> tuple[dict, collections.Counter]:
     match = _INSTRUCTION.match(line)
     if in_fusion or not match:
       continue
-    dtype, dims, opcode = match.groups()
+    name, shape, opcode = match.groups()
     if opcode == "custom-call" and (target := _TARGET.search(line)):
       targets[target.group(1)] += 1
-    size = int(np.prod([int(d) for d in dims.split(",") if d])) * _BYTES.get(dtype, 4)
-    if size < min_bytes or opcode in ("parameter", "get-tuple-element", "bitcast", "constant"):
+    if opcode in ("parameter", "get-tuple-element", "bitcast", "constant", "tuple"):
       continue
     op_name = _OP_NAME.search(line)
     row = rows[scope_of(op_name and op_name.group(1))]
-    row[f"{dtype if dtype in ('f32', 'bf16') else 'other'} MiB"] += size / 2**20
-    row["buffers"] += 1
-    row["transposes"] += opcode in ("transpose", "copy") or "transpose" in line.split("=")[0]
+    for dtype, dims in _ARRAY.findall(shape):  # Each output of a tuple (multi-output fusions, library calls).
+      size = int(np.prod([int(d) for d in dims.split(",") if d])) * _BYTES.get(dtype, 4)
+      if size < min_bytes:
+        continue
+      row[f"{dtype if dtype in ('f32', 'bf16') else 'other'} MiB"] += size / 2**20
+      row["buffers"] += 1
+      row["transposes"] += opcode in ("transpose", "copy") or "transpose" in name
   return dict(rows), targets
 
 

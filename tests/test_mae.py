@@ -177,20 +177,38 @@ def test_attention_equals_softmax_attention():
 
 
 def test_attention_kernel_choice_and_cudnn_equals_xla():
-  """cuDNN's fused kernel only where it applies; on a GPU it equals XLA's attention (bf16 tolerance)."""
+  """cuDNN's fused kernel only where it applies (or where `forced_attention` says); on a GPU it equals XLA's
+  attention (bf16 tolerance) at ViT-B/16's odd length 197, which cuDNN gets padded to 198."""
   assert vit.attention_implementation(jnp.bfloat16, 64, "gpu") == "cudnn"
   for dtype, head_dim, platform in [(jnp.float32, 64, "gpu"), (jnp.bfloat16, 64, "cpu"), (jnp.bfloat16, 60, "gpu")]:
     assert vit.attention_implementation(dtype, head_dim, platform) is None
+  with vit.forced_attention("xla"):
+    assert vit.attention_implementation(jnp.bfloat16, 64, "gpu") == "xla"
+  assert vit.attention_implementation(jnp.bfloat16, 64, "gpu") == "cudnn"
   if jax.default_backend() != "gpu":
     pytest.skip("cuDNN attention needs a GPU")
   q, k, v = jax.random.normal(jax.random.key(0), (3, 4, 197, 12, 64), jnp.bfloat16)
 
   def value_and_grads(implementation):
-    loss = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation=implementation).sum()  # noqa: E731
+    loss = lambda q, k, v: vit.dot_product_attention(q, k, v, implementation).sum()  # noqa: E731
     return jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(q, k, v)
 
   check = functools.partial(np.testing.assert_allclose, rtol=2e-2, atol=2e-2)
   jax.tree.map(lambda a, b: check(np.float32(a), np.float32(b)), value_and_grads("cudnn"), value_and_grads("xla"))
+
+
+def test_padded_attention_equals_attention_in_value_and_gradient():
+  """The padding cuDNN gets at odd lengths (one extra token, masked as a key, dropped as a query) changes nothing:
+  with XLA's kernel, value and gradients equal the unpadded attention's."""
+  q, k, v = jax.random.normal(jax.random.key(1), (3, 2, 7, 3, 8))
+
+  def value_and_grads(attention):
+    loss = lambda q, k, v: jnp.sum(attention(q, k, v) ** 2)  # noqa: E731
+    return jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(q, k, v)
+
+  padded = value_and_grads(lambda q, k, v: vit._padded_attention(q, k, v, "xla"))
+  plain = value_and_grads(lambda q, k, v: jax.nn.dot_product_attention(q, k, v))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), padded, plain)
 
 
 def test_token_gather_gradient_gathers_through_the_inverse_permutation():

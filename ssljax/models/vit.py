@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 # (width, depth, heads) of the standard sizes; the MLP is 4x wide in all of them.
 VIT_SPECS = {"Ti": (192, 12, 3), "S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "H": (1280, 32, 16)}
@@ -95,6 +96,37 @@ def attention_implementation(dtype, head_dim: int, platform: str) -> str | None:
   return "cudnn" if supported and head_dim % 8 == 0 and head_dim <= 128 else None
 
 
+def dot_product_attention(query, key, value, implementation: str | None = None):
+  """softmax(q k^T / sqrt(head_dim)) v for [N, T, heads, head_dim] inputs through `jax.nn.dot_product_attention`
+  with `implementation` ("cudnn", "xla" or None: XLA).
+
+  jax's cuDNN training path (0.10 - 0.11) rejects odd sequence lengths: it checks them as if a bias were given
+  ("Unsupported sequence length Q 197, KV 197"), and a ViT has an odd length at the usual sizes (196 patches of a
+  224 px image plus the class token; 36 + 1 for DINO's 96 px crops). For cuDNN an odd length gets one padding
+  token that no query attends to (a padding mask through `key_value_seq_lengths`), whose own output row is
+  dropped (`_padded_attention`, tested with XLA's kernel where cuDNN is not available). Shapes that cuDNN still
+  rejects when the step is traced fall back to XLA's attention, with a warning."""
+  length = query.shape[1]
+  if implementation != "cudnn":
+    return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
+  try:
+    if length % 2 == 0:
+      return jax.nn.dot_product_attention(query, key, value, implementation="cudnn")
+    return _padded_attention(query, key, value, "cudnn")
+  except (NotImplementedError, ValueError) as error:
+    logging.warning("cuDNN attention rejected %s: XLA's attention instead (%s)", query.shape, error)
+    return jax.nn.dot_product_attention(query, key, value, implementation="xla")
+
+
+def _padded_attention(query, key, value, implementation: str | None):
+  """Attention over inputs padded with one token along the sequence, masked out as a key and dropped as a query."""
+  length = query.shape[1]
+  query, key, value = (jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0))) for x in (query, key, value))
+  lengths = jnp.full((query.shape[0],), length, jnp.int32)
+  out = jax.nn.dot_product_attention(query, key, value, key_value_seq_lengths=lengths, implementation=implementation)
+  return out[:, :length]
+
+
 class LoRA(nn.Module):
   """The low-rank update of a linear layer (Hu et al. 2021): (alpha / rank) x A B for inputs x [..., *in] and
   outputs [..., *out], A [prod(in), rank] ~ U(+-1/sqrt(prod(in))) (their code's Kaiming-uniform), B = 0, so the
@@ -148,7 +180,7 @@ class Attention(nn.Module):
     qkv = _adapted(qkv, x, self.lora, qkv_shape, 1, self.dtype, "qkv_lora")
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [N, T, heads, head_dim]
     implementation = attention_implementation(query.dtype, head_dim, jax.default_backend())
-    out = jax.nn.dot_product_attention(query, key, value, implementation=implementation)
+    out = dot_product_attention(query, key, value, implementation)
     projected = nn.DenseGeneral(
       width,
       axis=(-2, -1),
