@@ -53,7 +53,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from launch import bench_checkpoint, bench_contrastive, hlo_census  # noqa: E402
-from launch.bench_step import _cost, peak_flops, synthetic_setup  # noqa: E402
+from launch.bench_step import peak_flops, step_flops, synthetic_setup  # noqa: E402
 from ssljax import checkpoint, train_step  # noqa: E402
 from ssljax.models import vit  # noqa: E402
 
@@ -98,7 +98,7 @@ def compile_step(setting: str, attention: str | None, batch_size: int | None, dt
   compiled = lowered.compile()
   compile_s = time.perf_counter() - start
   views = config.batch_size * max(len(trainer.method.crops), 1)
-  return Step(config, trainer, batch, state, compiled, compile_s, (_cost(lowered) or {}).get("flops"), views)
+  return Step(config, trainer, batch, state, compiled, compile_s, step_flops(config), views)
 
 
 def time_step(step: Step, steps: int) -> float:
@@ -343,7 +343,7 @@ def _pct(value) -> str:
 
 
 def step_cells(step: Step, seconds: float, profile, peak: float | None) -> tuple[str, dict]:
-  mfu = step.flops / seconds / (peak * jax.device_count()) if peak and step.flops else None
+  mfu = step.flops / seconds / (peak * jax.device_count()) if peak else None
   result = f"{_fmt(step.views / seconds)} views/s ({_fmt(seconds * 1e3)} ms/step), MFU {_pct(mfu)}, "
   result += f"compile {_fmt(step.compile_s)} s; "
   if isinstance(profile, Failure):
