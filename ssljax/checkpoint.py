@@ -8,7 +8,8 @@ one that can be read.
 - Never non-finite: the train step only ever produces finite states (it skips an update with a non-finite loss,
   gradient or statistic), so `save` adds no pass over the state of its own.
 - Fallback: a checkpoint that cannot be read (truncated, corrupted) is moved to `WORKDIR/checkpoints_unreadable/`
-  with a warning and the one before it is restored. A checkpoint that reads fine but does not fit the state the
+  with a warning and the one before it is restored; commands that only read a run (`read_only`: evaluate, embed,
+  load_encoder) skip it with a warning and move nothing. A checkpoint that reads fine but does not fit the state the
   config builds raises `IncompatibleCheckpoint` instead: that is a config mistake, not damage.
 """
 
@@ -41,10 +42,14 @@ def _whole_array_transfers():
   )
 
 
-def make_manager(workdir: str, max_to_keep: int = 3, asynchronous: bool = True) -> ocp.CheckpointManager:
-  """The manager of `WORKDIR/checkpoints`."""
+def make_manager(
+  workdir: str, max_to_keep: int = 3, asynchronous: bool = True, read_only: bool = False
+) -> ocp.CheckpointManager:
+  """The manager of `WORKDIR/checkpoints`; `read_only` creates, saves and deletes nothing."""
   _whole_array_transfers()
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=asynchronous)
+  options = ocp.CheckpointManagerOptions(
+    max_to_keep=max_to_keep, create=not read_only, read_only=read_only, enable_async_checkpointing=asynchronous
+  )
   return ocp.CheckpointManager(
     paths.resolve(workdir) / "checkpoints", options=options, item_handlers=ocp.StandardCheckpointHandler()
   )
@@ -91,24 +96,37 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception):
   manager.reload()
 
 
+def _skip(manager: ocp.CheckpointManager, step: int, error: Exception):
+  logging.warning(
+    "checkpoint %s/%d cannot be read (%s: %s); skipped", manager.directory, step, type(error).__name__, error
+  )
+
+
 def saved_shape(manager: ocp.CheckpointManager, path: str) -> tuple | None:
-  """The shape of the array at `path` (e.g. "params/probe/kernel") in the newest checkpoint (None if absent)."""
-  step = manager.latest_step()
-  leaf = None if step is None else _leaves_by_path(manager.item_metadata(step).tree).get(path)
-  return None if leaf is None else tuple(leaf.shape)
+  """The shape of the array at `path` (e.g. "params/probe/kernel") in the newest readable checkpoint (None if
+  absent or if no checkpoint can be read)."""
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      leaf = _leaves_by_path(manager.item_metadata(step).tree).get(path)
+    except Exception:  # noqa: BLE001 - damaged: `restore_latest` says so and skips it too.
+      continue
+    return None if leaf is None else tuple(leaf.shape)
+  return None
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state):
-  """The newest readable saved state, laid out as `abstract_state`, or None when there is none.
+def restore_latest(manager: ocp.CheckpointManager, abstract_state, set_aside: bool = True):
+  """The newest readable saved state, laid out as `abstract_state`, or None when there is none. Unreadable
+  checkpoints on the way are set aside (a run that will save that step again) or, without `set_aside`, skipped.
 
   Raises IncompatibleCheckpoint when the newest checkpoint holds arrays of other shapes or dtypes."""
+  skip = _set_aside if set_aside else _skip
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       metadata = manager.item_metadata(step)
       if metadata is None:
         raise ValueError("no metadata")
     except Exception as error:  # noqa: BLE001 - any failure to read means the files are damaged.
-      _set_aside(manager, step, error)
+      skip(manager, step, error)
       continue
     mismatch = _mismatch(metadata.tree, abstract_state)
     if mismatch:
@@ -116,7 +134,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state):
     try:
       return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
     except Exception as error:  # noqa: BLE001
-      _set_aside(manager, step, error)
+      skip(manager, step, error)
   return None
 
 

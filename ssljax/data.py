@@ -140,6 +140,17 @@ def _open(encoded):
   return Image.open(io.BytesIO(encoded) if isinstance(encoded, bytes) else encoded)
 
 
+def _convert(image, channels: int):
+  """A PIL image as 8-bit "L" (channels 1) or "RGB". 16-bit grayscale (PNG: mode "I;16", or "I" in older PIL) is
+  scaled to 8 bits first: PIL's own conversion clips it at 255, which turns nearly every pixel white."""
+  from PIL import Image
+
+  if image.mode.startswith("I;16") or image.mode == "I":
+    pixels = np.asarray(image, np.float64) / 257.0  # 65535 -> 255.
+    image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), "L")
+  return image.convert("L" if channels == 1 else "RGB")
+
+
 def image_size(encoded) -> tuple[int, int]:
   """(height, width) of an image (as `decode_crop_resize` takes it), from its header alone."""
   if isinstance(encoded, np.ndarray):
@@ -165,7 +176,7 @@ def decode_crop_resize(encoded, box, size: int, channels: int = 3) -> np.ndarray
     )
     scale_x, scale_y = image.size[0] / full_width, image.size[1] / full_height
     region = (left * scale_x, top * scale_y, (left + width) * scale_x, (top + height) * scale_y)
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = _convert(image, channels)
     out = np.asarray(image.resize((size, size), Image.BILINEAR, box=region))
   return out[..., None] if out.ndim == 2 else out
 
@@ -229,7 +240,7 @@ def _decode(path: str, size: int, channels: int, center_crop: float = 1.0) -> np
     with Image.open(path) as image:
       short = round(size / center_crop)  # A JPEG decodes at 1/2-1/8 scale while still >= that.
       image.draft("L" if channels == 1 else "RGB", (short, short))
-      pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+      pixels = np.asarray(_convert(image, channels))
   except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files, bad headers.
     raise ConfigError(f"config.dataset: cannot read image {path} ({' '.join(str(error).split())})") from None
   return _resize_and_center_crop(pixels[..., None] if pixels.ndim == 2 else pixels, size, center_crop)
@@ -310,8 +321,9 @@ def _images_in(root: str, subdir: str) -> list[str]:
   return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES) and not n.startswith("."))
 
 
-def _npz(data_dir, split: str, size: int) -> ArraySource:
-  """`data_dir/SPLIT.npz` with "images" [N, H, W, C] (uint8, or float in [0, 1]) and optional "labels" [N]."""
+def _npz(data_dir, split: str, size: int, train: bool = True) -> ArraySource:
+  """`data_dir/SPLIT.npz` with "images" [N, H, W, C] (uint8, or float in [0, 1]) and optional "labels" [N] (class
+  numbers 0..K-1; in the training split (`train`) every class has an example)."""
   path = os.path.join(data_dir or "", f"{split}.npz")
   if not os.path.isfile(path):
     raise ConfigError(f"config.dataset.data_dir: {path} does not exist (an 'npz' dataset holds SPLIT.npz files)")
@@ -328,6 +340,9 @@ def _npz(data_dir, split: str, size: int) -> ArraySource:
   elif np.issubdtype(images.dtype, np.floating):
     if images.shape[1:3] != (size, size):
       raise ConfigError(f"config.dataset: {path} float images are {images.shape[1:3]}, not the image_size {size}")
+    if not np.isfinite(images).all():
+      first = int(np.argmax(~np.isfinite(images).reshape(len(images), -1).all(axis=1)))
+      raise ConfigError(f"config.dataset: {path} 'images' holds NaN or inf (image {first} first)")
     if images.min() < 0 or images.max() > 1:
       raise ConfigError(f"config.dataset: {path} float images must lie in [0, 1]")
     images = images.astype(np.float32)
@@ -335,8 +350,48 @@ def _npz(data_dir, split: str, size: int) -> ArraySource:
     raise ConfigError(f"config.dataset: {path} images are {images.dtype}, not uint8 or float")
   if labels is None:
     return ArraySource(images, np.full(len(images), -1, np.int32), 0)
-  labels = labels.astype(np.int32)
+  labels = _class_labels(labels, f"{path} 'labels'", every_class=train)
   return ArraySource(images, labels, int(labels.max()) + 1 if len(labels) else 0)
+
+
+def _class_labels(labels: np.ndarray, where: str, every_class: bool) -> np.ndarray:
+  """int32 class labels 0..K-1 from an array of any numeric dtype, or a one-line ConfigError naming the value
+  (a float that is not a whole number, a negative or huge label; with `every_class`, the training split, classes
+  without an example below the largest label: one stray label would add hundreds of empty classes)."""
+
+  def bad(index, why: str):
+    return ConfigError(f"config.dataset: {where} {why} (label {labels[index].item()!r} at index {index})")
+
+  if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+    raise ConfigError(f"config.dataset: {where} are {labels.dtype}, not integer class labels")
+  if len(labels) == 0:
+    return labels.astype(np.int32)
+  whole = np.isfinite(labels) & (labels == np.round(labels)) if labels.dtype.kind == "f" else np.ones(len(labels), bool)
+  if not whole.all():
+    raise bad(int(np.argmin(whole)), "must be whole numbers")
+  if labels.min() < 0:
+    raise bad(int(np.argmin(labels)), "must be class numbers 0, 1, ...")
+  if labels.max() >= 2**31:
+    raise bad(int(np.argmax(labels)), "do not fit int32")
+  labels = labels.astype(np.int32)
+  if every_class:
+    empty = np.setdiff1d(np.arange(labels.max() + 1), labels)
+    if len(empty):
+      raise bad(
+        int(np.argmax(labels)),
+        f"leave {len(empty)} of the classes 0..{labels.max()} without an example (first: {empty[0]}): number the"
+        " classes 0..K-1",
+      )
+  return labels
+
+
+def check_test_labels(train_source, test_source, dataset_config):
+  """One-line ConfigError when the test split has labels that no training class has."""
+  if train_source.num_classes and test_source.num_classes > train_source.num_classes:
+    raise ConfigError(
+      f"config.dataset.test_split: {dataset_config.test_split!r} has label {test_source.num_classes - 1}, but the"
+      f" training split has only classes 0..{train_source.num_classes - 1}"
+    )
 
 
 def fixed_subset(source, max_examples: int, seed: int):
@@ -376,7 +431,7 @@ def load_source(dataset_config, split: str):
     skip = dataset_config.get("skip_bad_files", False)
     source = FolderSource(data_dir, split, size, channels, classes, skip_bad_files=skip, center_crop=center_crop)
   elif dataset_config.name == "npz":
-    source = _npz(dataset_config.get("data_dir"), split, size)
+    source = _npz(dataset_config.get("data_dir"), split, size, train=split == dataset_config.train_split)
   else:
     split_key = "test_split" if split == dataset_config.get("test_split") else "train_split"
     source = TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"), split_key, center_crop)

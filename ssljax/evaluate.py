@@ -26,7 +26,8 @@ def evaluate_workdir(config, workdir: str) -> dict:
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
-  state = experiment.restore(config, workdir, trainer, checkpoint.make_manager(workdir))
+  manager = checkpoint.make_manager(workdir, read_only=True)
+  state = experiment.restore(config, workdir, trainer, manager, read_only=True)
   if state is None:
     raise ConfigError(f"--workdir: {workdir} holds no checkpoint")
   results = experiment.evaluate(config, workdir, mesh, trainer, state, train_source)

@@ -23,7 +23,7 @@ from ssljax.metric_writer import MetricWriter
 from ssljax.preemption import PreemptionWatch
 from ssljax.train_step import Trainer, build_trainer, encoder_variables, eval_variables, run_steps
 
-CONFIG_FILE = "config.json"  # The run's config, as `python -m ssljax.evaluate --workdir` reads it back.
+CONFIG_FILE = paths.CONFIG_FILE  # The run's config, as `python -m ssljax.evaluate --workdir` reads it back.
 RESULTS_FILE = "results.json"
 MAX_NONFINITE_STEPS = 3  # Default of config.max_nonfinite_steps: skipped updates in a row before a rollback.
 MAX_ROLLBACKS = 3  # Default of config.max_rollbacks: then the run stops with an error.
@@ -37,10 +37,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   test_source = data.load_source(config.dataset, config.dataset.test_split)
+  data.check_test_labels(train_source, test_source, config.dataset)
   config = with_resolved_data_dir(config, train_source)
   trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
   data.StepIndexedSampler(len(train_source), config.batch_size, config.seed).global_indices(0)  # Batch fits?
 
+  paths.mark_run(workdir)
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
   state = restore(config, workdir, trainer, manager) or trainer.make_state(config.seed)
   write_config(config, workdir)
@@ -71,12 +73,13 @@ def with_resolved_data_dir(config, source):
   return config
 
 
-def restore(config, workdir: str, trainer: Trainer, manager):
+def restore(config, workdir: str, trainer: Trainer, manager, read_only: bool = False):
   """The newest readable checkpoint of `workdir` (None if there is none); one-line ConfigError when it was
-  written by an incompatible config, naming the config keys that changed since."""
+  written by an incompatible config, naming the config keys that changed since. `read_only` (commands that only
+  read a run): unreadable checkpoints are skipped, not set aside."""
   abstract = checkpoint.abstract_like(jax.eval_shape(trainer.make_state, config.seed), trainer.state_sharding)
   try:
-    return checkpoint.restore_latest(manager, abstract)
+    return checkpoint.restore_latest(manager, abstract, set_aside=not read_only)
   except checkpoint.IncompatibleCheckpoint as error:
     changed = ", ".join(config_checks.changed_keys(saved_config(workdir), config)) or "none"
     raise ConfigError(
@@ -94,7 +97,8 @@ def _tuples(value):
 
 
 def load_config(workdir: str) -> ConfigDict:
-  path = paths.resolve(workdir) / CONFIG_FILE
+  """The config a run saved in `workdir` (which must be an ssljax run: `paths.check_run`)."""
+  path = paths.check_run(workdir) / CONFIG_FILE
   try:
     config = ConfigDict(_tuples(json.loads(path.read_text())))
   except FileNotFoundError:

@@ -6,7 +6,9 @@ written to its bucket, never to a local directory named "gs:" that is lost with 
 """
 
 import io
+import json
 import os
+import time
 
 import jax
 import numpy as np
@@ -24,8 +26,47 @@ def resolve(path) -> epath.Path:
   return epath.Path(path) if is_url(path) else epath.Path(os.path.abspath(path))
 
 
+RUN_MARKER = ".ssljax_run"  # Written into every workdir a run creates or adopts: what makes a directory ours.
+CONFIG_FILE = "config.json"
+_CONFIG_KEYS = {"method", "dataset", "optimizer", "batch_size"}  # What every config.json ssljax writes holds.
+
+
+def is_run(directory: epath.Path) -> bool:
+  """Whether `directory` holds an ssljax run: our marker, or (runs from before the marker) a config.json with the
+  keys every ssljax config has."""
+  if (directory / RUN_MARKER).exists():
+    return True
+  try:
+    saved = json.loads((directory / CONFIG_FILE).read_text())
+  except (OSError, ValueError):
+    return False
+  return isinstance(saved, dict) and _CONFIG_KEYS <= saved.keys()
+
+
+def check_run(workdir) -> epath.Path:
+  """`workdir` if it holds an ssljax run, else a one-line ConfigError: commands that read a run (evaluate, embed,
+  load_encoder) never read or write a directory that is not one."""
+  directory = resolve(workdir)
+  if not directory.is_dir():
+    raise ConfigError(f"--workdir: {workdir!r} does not exist")
+  if not is_run(directory):
+    raise ConfigError(f"--workdir: {workdir!r} is not an ssljax run (no {RUN_MARKER} or {CONFIG_FILE} of ours)")
+  return directory
+
+
+def _foreign_entries(directory: epath.Path) -> list[str]:
+  """The names in an existing `directory` that keep it from becoming a run: anything but hidden entries (which
+  no file ssljax writes could replace: our only hidden names are the marker and temporary files)."""
+  if not directory.exists():
+    return []
+  return sorted(path.name for path in directory.iterdir() if not path.name.startswith("."))
+
+
 def prepare_workdir(workdir) -> epath.Path:
-  """Creates `workdir` and proves it writable before any compute is spent."""
+  """Creates `workdir` (or takes it if it is empty or an ssljax run's) and proves it writable, before any compute
+  is spent; `mark_run` then marks it before the run writes its first file. A directory holding anything else is
+  refused with one line before anything is written there (checkpoints set aside, config.json and results.json
+  replaced, metrics.jsonl appended to: a run in someone's folder would do all of that)."""
   missing = f"--workdir: {workdir!r} needs the libraries of its filesystem (pip install 'ssljax[gcs]' for gs://)"
   if str(workdir).startswith("gs://"):
     try:
@@ -34,6 +75,12 @@ def prepare_workdir(workdir) -> epath.Path:
       raise ConfigError(missing) from None
   try:
     directory = resolve(workdir)
+    if not is_run(directory) and (foreign := _foreign_entries(directory)):
+      shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+      raise ConfigError(
+        f"--workdir: {workdir!r} holds {shown} but no ssljax run ({RUN_MARKER}): choose a new or empty directory"
+        " (nothing was written there)"
+      )
     directory.mkdir(parents=True, exist_ok=True)
     probe = directory / f".write_test_{jax.process_index()}"
     probe.write_text("ok")
@@ -43,6 +90,13 @@ def prepare_workdir(workdir) -> epath.Path:
   except (OSError, NotImplementedError) as error:
     raise ConfigError(f"--workdir: {workdir!r} is not writable ({getattr(error, 'strerror', None) or error})") from None
   return directory
+
+
+def mark_run(workdir):
+  """Marks `workdir` as an ssljax run (once, by process 0), before the run's first file is written there."""
+  marker = resolve(workdir) / RUN_MARKER
+  if jax.process_index() == 0 and not marker.exists():
+    write_atomic(marker, json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
 
 
 def write_atomic(file: epath.Path, content: str | bytes):

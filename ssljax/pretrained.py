@@ -16,10 +16,10 @@ def restore_run(workdir: str):
   """(config, trainer, eval variables of the newest checkpoint) of the run in `workdir`."""
   config = experiment.load_config(workdir)
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
-  manager = checkpoint.make_manager(workdir)
+  manager = checkpoint.make_manager(workdir, read_only=True)
   probe = checkpoint.saved_shape(manager, "params/probe/kernel")  # The state's shapes depend on the class count.
   trainer = build_trainer(config, mesh, config.batch_size, probe[-1] if probe else 0)
-  state = experiment.restore(config, workdir, trainer, manager)
+  state = experiment.restore(config, workdir, trainer, manager, read_only=True)
   if state is None:
     raise ConfigError(f"--workdir: {workdir} holds no checkpoint")
   return config, trainer, eval_variables(state, trainer.method)

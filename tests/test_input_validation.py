@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from absl import flags
@@ -60,6 +61,41 @@ def _prepared(file_format: str | None):
   return setup
 
 
+def _someone_elses_folder(workdir):
+  """WORKDIR/theirs: a folder of another project's files (no ssljax run)."""
+  folder = workdir / "theirs"
+  (folder / "checkpoints" / "100").mkdir(parents=True)
+  (folder / "checkpoints" / "100" / "model.pt").write_bytes(b"weights")
+  for name, text in (("config.json", '{"lr": 0.1}'), ("results.json", "{}"), ("metrics.jsonl", '{"step": 1}\n')):
+    (folder / name).write_text(text)
+  return contextlib.nullcontext()
+
+
+def _npz_data(name: str, images=None, labels=None, test_labels=None):
+  """WORKDIR/NAME holding train.npz and test.npz of 80 / 20 uint8 8 x 8 images (10 classes), with the given
+  training images or labels, or test labels, in place of good ones."""
+
+  def setup(workdir):
+    rng = np.random.default_rng(0)
+    folder = workdir / name
+    folder.mkdir(parents=True)
+    train_images = rng.integers(0, 256, (80, 8, 8, 1), np.uint8) if images is None else images
+    train_labels = np.arange(80) % 10 if labels is None else labels
+    np.savez(folder / "train.npz", images=train_images, labels=train_labels)
+    test = np.arange(20) % 10 if test_labels is None else test_labels
+    np.savez(folder / "test.npz", images=rng.integers(0, 256, (20, 8, 8, 1), np.uint8), labels=test)
+    return contextlib.nullcontext()
+
+  return setup
+
+
+def _with(values, index, value):
+  values = np.array(values)
+  values[index] = value
+  return values
+
+
+NPZ = "--config.dataset.name=npz --config.dataset.data_dir=WORKDIR/"
 TINY = f"--config.dataset.name={tiny_tfds.NAME} --config.dataset.data_dir=WORKDIR/data"
 SETUPS = {  # Rows that need more than a fresh workdir.
   "--config.dataset.name=mnist --config.dataset.channels=3": _tfds_mock(8),
@@ -68,6 +104,13 @@ SETUPS = {  # Rows that need more than a fresh workdir.
   "--config.dataset.name=cifar10 --config.dataset.data_dir=WORKDIR/data": _prepared(None),
   TINY: _prepared("tfrecord"),
   f"{TINY} --config.dataset.test_split=validation": _prepared("array_record"),
+  "--workdir=WORKDIR/theirs": _someone_elses_folder,
+  f"{NPZ}nan": _npz_data("nan", images=_with(np.full((80, 8, 8, 1), 0.5, np.float32), (3, 2, 2, 0), np.nan)),
+  f"{NPZ}float_labels": _npz_data("float_labels", labels=_with(np.arange(80.0) % 10, 7, 2.5)),
+  f"{NPZ}stray_label": _npz_data("stray_label", labels=_with(np.arange(80) % 10, 17, 1000)),
+  f"{NPZ}negative_label": _npz_data("negative_label", labels=_with(np.arange(80) % 10, 5, -1)),
+  f"{NPZ}int64_label": _npz_data("int64_label", labels=_with(np.arange(80, dtype=np.int64) % 10, 9, 2**32 + 1)),
+  f"{NPZ}test_labels": _npz_data("test_labels", test_labels=_with(np.arange(20) % 10, 4, 12)),
 }
 
 
@@ -81,9 +124,10 @@ def _parse(argv: list[str]):
 
 
 def _run(bad_input: str, workdir) -> str | None:
-  """Runs `ssljax.train` with the bad input; returns the last line it printed on stderr before exiting 2 (None
-  if it did not fail). A bad input starting with "config[" is a statement a config file might contain."""
-  args, statement = [DEFAULT_CONFIG, f"--workdir={workdir}"], None
+  """Runs `ssljax.train` with the bad input and --workdir=WORKDIR/run (beside the data a setup writes in WORKDIR);
+  returns "failed" if it exited with status 2, None if it did not fail. A bad input starting with "config[" is a
+  statement a config file might contain."""
+  args, statement = [DEFAULT_CONFIG, f"--workdir={workdir}/run"], None
   bad_input = bad_input.replace("WORKDIR", str(workdir))
   if bad_input.startswith("--"):
     extra = shlex.split(bad_input)

@@ -92,6 +92,21 @@ def test_a_corrupt_image_is_named_or_skipped(digit_pngs, tmp_path, caplog):
   assert "skipped 1 unreadable images (config.dataset.skip_bad_files)" in caplog.text
 
 
+def test_16_bit_grayscale_pngs_are_scaled_not_clipped(tmp_path):
+  """A 16-bit PNG (PIL mode I;16) holds 0..65535: it is scaled to 8 bits (PIL's own conversion clips it at 255,
+  which made a mid-grey image almost white), in the folder source and in the host crops' decoder."""
+  ramp = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)  # Mean 32767.5 -> 127.5 of 255.
+  (tmp_path / "train").mkdir()
+  Image.fromarray(ramp).save(tmp_path / "train" / "ramp.png")
+  assert Image.open(tmp_path / "train" / "ramp.png").mode.startswith("I")
+  config = _config(tmp_path).dataset
+  config.update(image_size=16, test_split="train")
+  image = data.load_source(config, "train").get(np.arange(1))["image"][0, ..., 0]
+  np.testing.assert_allclose(image, np.round(ramp / 257.0) / 255.0, atol=1e-6)
+  crop = data.decode_crop_resize(str(tmp_path / "train" / "ramp.png"), (0, 0, 16, 16), 16, channels=1)
+  np.testing.assert_allclose(crop[..., 0], np.round(ramp / 257.0), atol=1)
+
+
 def test_npz_arrays_with_and_without_labels(tmp_path):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)

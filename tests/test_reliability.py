@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from configs import simclr_digits
-from ssljax import checkpoint, data, experiment, sharding, train_step
+from ssljax import checkpoint, data, experiment, paths, pretrained, sharding, train_step
+from ssljax.config import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = ("--config.total_steps=16", "--config.log_every=1", "--config.checkpoint_every=3")
@@ -176,9 +177,54 @@ def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
       path = os.path.join(root, name)
       os.truncate(path, os.path.getsize(path) // 2)
 
+  snapshot = _files(tmp_path)
+  encoder, variables, _ = pretrained.load_encoder(str(tmp_path))  # Reads 15; a reading command moves nothing.
+  assert encoder is not None and variables
+  assert _files(tmp_path) == snapshot and not (tmp_path / checkpoint.UNREADABLE_DIR).exists()
+
   experiment.train_and_evaluate(config, str(tmp_path))  # Restores 15, trains step 16 again.
   assert (tmp_path / checkpoint.UNREADABLE_DIR / "16").is_dir()  # Kept for inspection, not deleted.
   rows = [row for row in _rows(tmp_path) if "loss" in row]
   assert [row["step"] for row in rows] == [*range(1, 17), 16]
   assert rows[-1]["loss"] == expected[16]
   assert (tmp_path / "checkpoints" / "16").is_dir()
+
+
+def _files(path) -> dict:
+  return {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def test_a_folder_that_is_not_a_run_is_refused_and_left_byte_identical(tmp_path):
+  """--workdir naming someone's folder (its own config.json, results.json, metrics.jsonl and a checkpoint that
+  orbax cannot read): training refuses it with one line before writing anything, and the reading commands
+  refuse it too; every file stays byte-identical and nothing is added."""
+  folder = tmp_path / "theirs"
+  (folder / "checkpoints" / "100").mkdir(parents=True)
+  (folder / "checkpoints" / "100" / "model.pt").write_bytes(b"\x80\x04weights")
+  (folder / "config.json").write_text('{"lr": 0.1, "epochs": 90}')
+  (folder / "results.json").write_text('{"top1": 0.76}')
+  (folder / "metrics.jsonl").write_text('{"step": 1, "loss": 2.3}\n')
+  before = _files(folder)
+  with pytest.raises(ConfigError, match="holds checkpoints, config.json, metrics.jsonl and 1 more but no ssljax run"):
+    experiment.train_and_evaluate(_train_only_config(), str(folder))
+  with pytest.raises(ConfigError, match="is not an ssljax run"):
+    pretrained.load_encoder(str(folder))
+  assert _files(folder) == before and sorted(p.name for p in folder.iterdir()) == sorted(
+    ["checkpoints", "config.json", "results.json", "metrics.jsonl"]
+  )
+
+
+def test_runs_from_before_the_marker_and_empty_folders_are_adopted(tmp_path):
+  """A run written before workdirs were marked (its config.json is ssljax's) resumes, and gets the marker; an
+  existing empty folder (hidden files aside) becomes a run."""
+  config = _train_only_config(total_steps=2, checkpoint_every=1)
+  experiment.train_and_evaluate(config, str(tmp_path / "old"))
+  (tmp_path / "old" / paths.RUN_MARKER).unlink()
+  config.total_steps = 3
+  experiment.train_and_evaluate(config, str(tmp_path / "old"))
+  assert [row["step"] for row in _rows(tmp_path / "old") if "loss" in row] == [1, 2, 3]
+  assert (tmp_path / "old" / paths.RUN_MARKER).exists()
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / ".DS_Store").write_bytes(b"\x00")
+  experiment.train_and_evaluate(config, str(tmp_path / "empty"))
+  assert (tmp_path / "empty" / paths.RUN_MARKER).exists() and (tmp_path / "empty" / ".DS_Store").read_bytes() == b"\x00"
