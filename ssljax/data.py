@@ -231,18 +231,50 @@ class SubsetSource:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def _decode(path: str, size: int, channels: int, center_crop: float = 1.0) -> np.ndarray:
-  """uint8 [size, size, channels]: the image file at `path`, its shorter side resized to size / center_crop,
-  centre-cropped. An unreadable file is a one-line ConfigError naming it."""
+MAX_IMAGE_PIXELS = 2**27  # ~134 Mpx (11,585 px square): above any camera's; a header claiming more is refused.
+
+
+def _bad_image(path: str, error: Exception) -> ConfigError:
+  if isinstance(error, _decompression_bomb()):
+    return ConfigError(f"config.dataset: image {path} is larger than {MAX_IMAGE_PIXELS:,} pixels (a bad header?)")
+  return ConfigError(f"config.dataset: cannot read image {path} ({' '.join(str(error).split())})")
+
+
+def _decompression_bomb():
   from PIL import Image
 
+  return Image.DecompressionBombError
+
+
+def check_image_header(path: str) -> tuple[int, int]:
+  """(width, height) of an image file, from its header alone; a one-line ConfigError naming the file when it is
+  no readable PNG / JPEG or claims more than MAX_IMAGE_PIXELS pixels (PIL itself refuses only past ~179 Mpx, with
+  a traceback)."""
+  from PIL import Image
+
+  try:
+    with Image.open(path) as image:
+      width, height = image.size
+  except (OSError, ValueError, SyntaxError, _decompression_bomb()) as error:
+    raise _bad_image(path, error) from None
+  if width * height > MAX_IMAGE_PIXELS:
+    raise _bad_image(path, _decompression_bomb()())
+  return width, height
+
+
+def _decode(path: str, size: int, channels: int, center_crop: float = 1.0) -> np.ndarray:
+  """uint8 [size, size, channels]: the image file at `path`, its shorter side resized to size / center_crop,
+  centre-cropped. An unreadable or oversized file is a one-line ConfigError naming it."""
+  from PIL import Image
+
+  check_image_header(path)
   try:
     with Image.open(path) as image:
       short = round(size / center_crop)  # A JPEG decodes at 1/2-1/8 scale while still >= that.
       image.draft("L" if channels == 1 else "RGB", (short, short))
       pixels = np.asarray(_convert(image, channels))
   except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files, bad headers.
-    raise ConfigError(f"config.dataset: cannot read image {path} ({' '.join(str(error).split())})") from None
+    raise _bad_image(path, error) from None
   return _resize_and_center_crop(pixels[..., None] if pixels.ndim == 2 else pixels, size, center_crop)
 
 
@@ -275,6 +307,9 @@ class FolderSource:
       found = [(os.path.join(root, f), -1) for f in _images_in(root, "")]
     if skip_bad_files:
       found = self._readable(found, size, channels)
+    else:  # Every header now (cheap), so that a bad file stops the run before it writes anything, not mid-training.
+      with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(check_image_header, [path for path, _ in found]))
     self.files = [f for f, _ in found]
     self.labels = np.array([label for _, label in found], np.int32)
     self.num_classes = len(self.classes)

@@ -11,9 +11,11 @@ import pytest
 import tensorflow_datasets as tfds
 from absl import flags
 from ml_collections import ConfigDict, config_flags
+from PIL import Image
 
 from ssljax import cli, experiment, prepare
 from tests import tiny_tfds
+from tests.test_own_data import png_claiming
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, "docs", "input_validation.md")
@@ -89,6 +91,18 @@ def _npz_data(name: str, images=None, labels=None, test_labels=None):
   return setup
 
 
+def _huge_header(workdir):
+  """WORKDIR/huge: a folder dataset of 8 x 8 PNGs (train/ and test/, classes a and b) plus one PNG whose header
+  claims 100,000 x 100,000 pixels."""
+  for split, count in (("train", 40), ("test", 10)):
+    for i in range(count):
+      folder = workdir / "huge" / split / "ab"[i % 2]
+      folder.mkdir(parents=True, exist_ok=True)
+      Image.fromarray(np.full((8, 8), 40 * (i % 5), np.uint8)).save(folder / f"{i}.png")
+  (workdir / "huge" / "train" / "a" / "huge.png").write_bytes(png_claiming(100_000, 100_000))
+  return contextlib.nullcontext()
+
+
 def _with(values, index, value):
   values = np.array(values)
   values[index] = value
@@ -111,6 +125,7 @@ SETUPS = {  # Rows that need more than a fresh workdir.
   f"{NPZ}negative_label": _npz_data("negative_label", labels=_with(np.arange(80) % 10, 5, -1)),
   f"{NPZ}int64_label": _npz_data("int64_label", labels=_with(np.arange(80, dtype=np.int64) % 10, 9, 2**32 + 1)),
   f"{NPZ}test_labels": _npz_data("test_labels", test_labels=_with(np.arange(20) % 10, 4, 12)),
+  "--config.dataset.name=folder --config.dataset.data_dir=WORKDIR/huge": _huge_header,
 }
 
 

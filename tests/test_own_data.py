@@ -4,6 +4,8 @@ corrupt file is a one-line error naming it or is skipped and counted, and npz ar
 
 import io
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -90,6 +92,29 @@ def test_a_corrupt_image_is_named_or_skipped(digit_pngs, tmp_path, caplog):
   source = data.load_source(config, "train")
   assert len(source) == 20 and str(broken) not in source.files
   assert "skipped 1 unreadable images (config.dataset.skip_bad_files)" in caplog.text
+
+
+def png_claiming(width: int, height: int) -> bytes:
+  """A PNG file whose header claims width x height 8-bit grey pixels (and holds none)."""
+
+  def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+  header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+  return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [100_000, 12_000])  # PIL refuses the first with a traceback, only warns at the second.
+def test_an_image_header_claiming_too_many_pixels_is_named_before_training_or_skipped(digit_pngs, tmp_path, side):
+  images, labels = digit_pngs
+  _write_pngs(tmp_path / "train", images[:20], labels[:20])
+  huge = tmp_path / "train" / "class_1" / "huge.png"
+  huge.write_bytes(png_claiming(side, side))
+  config = _config(tmp_path).dataset
+  with pytest.raises(ConfigError, match=rf"^config.dataset: image {huge} is larger than 134,217,728 pixels"):
+    data.load_source(config, "train")  # At the source's creation: before any step, any file written.
+  config.skip_bad_files = True
+  assert len(data.load_source(config, "train")) == 20
 
 
 def test_16_bit_grayscale_pngs_are_scaled_not_clipped(tmp_path):
