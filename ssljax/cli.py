@@ -14,6 +14,7 @@ _CPU_DEVICES = flags.DEFINE_integer(
   "cpu_devices",
   8,
   "Virtual devices the CPU backend is split into (no effect on GPU/TPU); 8 runs ~2x faster than 1 on 2 cores.",
+  lower_bound=1,
 )
 _MULTIHOST = flags.DEFINE_bool(
   "multihost",

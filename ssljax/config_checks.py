@@ -301,6 +301,8 @@ def validate(config):
     )
   if config.get("train_eval_examples") is not None:
     _positive(config, "train_eval_examples")
+  if (config.get("total_steps") or 0) < 0:
+    raise ConfigError(f"config.total_steps: {config.total_steps} must be at least 0 (0: from config.epochs)")
   if not config.get("total_steps") and config.epochs <= 0:
     raise ConfigError(f"config.epochs: {config.epochs} must be positive when config.total_steps is 0")
   ways = sharding.batch_devices(sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH)))

@@ -18,6 +18,7 @@ import functools
 import os
 import queue
 import threading
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -362,12 +363,27 @@ def _npz(data_dir, split: str, size: int, train: bool = True) -> ArraySource:
   path = os.path.join(data_dir or "", f"{split}.npz")
   if not os.path.isfile(path):
     raise ConfigError(f"config.dataset.data_dir: {path} does not exist (an 'npz' dataset holds SPLIT.npz files)")
-  with np.load(path) as arrays:
-    if "images" not in arrays:
-      raise ConfigError(f"config.dataset: {path} has no 'images' array (it has {sorted(arrays)})")
-    images, labels = arrays["images"], arrays["labels"] if "labels" in arrays else None
+  try:
+    arrays = np.load(path)  # allow_pickle=False: object arrays (which would unpickle code) are refused below.
+    names = sorted(arrays) if isinstance(arrays, np.lib.npyio.NpzFile) else None
+    if names is not None and "images" in names:
+      with arrays:
+        images, labels = arrays["images"], arrays["labels"] if "labels" in names else None
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # Truncated, not a zip, object arrays.
+    raise ConfigError(f"config.dataset: cannot read {path} ({' '.join(str(error).split())})") from None
+  if names is None:
+    raise ConfigError(f"config.dataset: {path} is not an .npz archive (a .npy array? save with np.savez)")
+  if "images" not in names:
+    raise ConfigError(f"config.dataset: {path} has no 'images' array (it has {names})")
   if images.ndim != 4:
     raise ConfigError(f"config.dataset: {path} 'images' must be [N, H, W, C], not shape {images.shape}")
+  if images.shape[-1] not in (1, 3) and images.shape[1] in (1, 3):
+    raise ConfigError(
+      f"config.dataset: {path} 'images' of shape {images.shape} look channels-first: save [N, H, W, C]"
+      " (np.moveaxis(images, 1, -1))"
+    )
+  if len(images) == 0:
+    raise ConfigError(f"config.dataset: {path} 'images' holds no image")
   if labels is not None and labels.shape != images.shape[:1]:
     raise ConfigError(f"config.dataset: {path} 'labels' has shape {labels.shape}, not [{len(images)}]")
   if images.dtype == np.uint8:

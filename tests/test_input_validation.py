@@ -5,6 +5,8 @@ import contextlib
 import os
 import re
 import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -103,6 +105,26 @@ def _huge_header(workdir):
   return contextlib.nullcontext()
 
 
+def _npz_file(name: str, write):
+  """WORKDIR/NAME with a good test.npz and a train.npz that `write(path)` writes."""
+
+  def setup(workdir):
+    _npz_data(name)(workdir)
+    write(workdir / name / "train.npz")
+    return contextlib.nullcontext()
+
+  return setup
+
+
+def _truncated(path):
+  path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _npy(path):
+  with open(path, "wb") as f:
+    np.save(f, np.zeros((80, 8, 8, 1), np.uint8))
+
+
 def _with(values, index, value):
   values = np.array(values)
   values[index] = value
@@ -126,6 +148,11 @@ SETUPS = {  # Rows that need more than a fresh workdir.
   f"{NPZ}int64_label": _npz_data("int64_label", labels=_with(np.arange(80, dtype=np.int64) % 10, 9, 2**32 + 1)),
   f"{NPZ}test_labels": _npz_data("test_labels", test_labels=_with(np.arange(20) % 10, 4, 12)),
   "--config.dataset.name=folder --config.dataset.data_dir=WORKDIR/huge": _huge_header,
+  f"{NPZ}object_arrays": _npz_file("object_arrays", lambda p: np.savez(p, images=np.array([None, 1], object))),
+  f"{NPZ}truncated": _npz_file("truncated", _truncated),
+  f"{NPZ}npy": _npz_file("npy", _npy),
+  f"{NPZ}channels_first": _npz_file("channels_first", lambda p: np.savez(p, images=np.zeros((80, 1, 8, 8), np.uint8))),
+  f"{NPZ}empty": _npz_file("empty", lambda p: np.savez(p, images=np.zeros((0, 8, 8, 1), np.uint8))),
 }
 
 
@@ -187,3 +214,11 @@ def test_bad_input_gets_the_documented_one_line_error_and_changes_nothing(
 def test_the_doc_covers_every_setup():
   documented = {bad for bad, _ in doc_rows()}
   assert len(documented) >= 25 and set(SETUPS) <= documented
+
+
+def test_a_cpu_device_count_below_one_is_a_flag_error(tmp_path):
+  """--cpu_devices=0 is refused when the flags are parsed (it reached JAX before, as a traceback)."""
+  command = [sys.executable, "-m", "ssljax.train", DEFAULT_CONFIG, f"--workdir={tmp_path / 'run'}", "--cpu_devices=0"]
+  run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert run.returncode == 2 and run.stderr.strip() == "error: flag --cpu_devices=0: 0 is not a positive integer"
+  assert not (tmp_path / "run").exists()
