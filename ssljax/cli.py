@@ -30,6 +30,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (wi
 def parse_flags(argv, flag_values=flags.FLAGS):
   """absl flag parsing with one-line errors for unknown flags, unknown config keys (`--config.no_such_key`),
   values that do not parse (`--config.batch_size=abc`) and config files that cannot be loaded."""
+  _importable_configs(_argument(argv, "--config"))
   try:
     remaining = flag_values(argv)
     if "config" in flag_values:
@@ -51,6 +52,16 @@ def parse_flags(argv, flag_values=flags.FLAGS):
     reason = "no such file" if not os.path.exists(path) else " ".join(str(error).split()[-12:])
     print(f"error: --config: cannot load {path} ({reason})", file=sys.stderr)
   sys.exit(2)
+
+
+def _importable_configs(config_arg: str):
+  """Config files import their siblings as `configs.NAME` (e.g. byol_digits builds on simclr_digits): put the
+  directory holding the config's `configs/` package on the path, so a config loads from any working directory."""
+  folder = os.path.dirname(os.path.abspath(config_arg.split(":")[0]))
+  if os.path.basename(folder) == "configs" and os.path.isfile(os.path.join(folder, "__init__.py")):
+    root = os.path.dirname(folder)
+    if root not in sys.path:
+      sys.path.insert(0, root)
 
 
 def _argument(argv, name: str) -> str:

@@ -97,21 +97,38 @@ def _tuples(value):
 
 
 def load_config(workdir: str) -> ConfigDict:
-  """The config a run saved in `workdir` (which must be an ssljax run: `paths.check_run`)."""
+  """The config a run saved in `workdir` (which must be an ssljax run: `paths.check_run`), validated as training
+  validates a config: a hand-edited config.json that is not JSON, lacks a section or has a key of the wrong type
+  is a one-line ConfigError naming the file."""
   path = paths.check_run(workdir) / CONFIG_FILE
   try:
-    config = ConfigDict(_tuples(json.loads(path.read_text())))
+    saved = json.loads(path.read_text())
   except FileNotFoundError:
     raise ConfigError(f"--workdir: {path} does not exist (not a training run's directory?)") from None
+  except ValueError as error:
+    raise ConfigError(f"--workdir: {path} is not valid JSON ({error})") from None
+  if not isinstance(saved, dict):
+    raise ConfigError(f"--workdir: {path} holds a {type(saved).__name__}, not a config")
+  config = ConfigDict(_tuples(saved))
+  try:
+    config_checks.validate(config)
+  except ConfigError as error:
+    raise ConfigError(f"--workdir: {path}: {error}") from None
   if config.dataset.get("data_dir") is None:  # JSON's null would not take a path on the command line.
     config.dataset.data_dir = config_dict.placeholder(str)
   return config
 
 
 def saved_config(workdir: str) -> dict:
-  """The config.json of a previous run in `workdir`, or {} if there is none."""
+  """The config.json of a previous run in `workdir`, or {} if there is none (or it is no longer readable: the run
+  rewrites it)."""
   path = paths.resolve(workdir) / CONFIG_FILE
-  return json.loads(path.read_text()) if path.exists() else {}
+  try:
+    saved = json.loads(path.read_text()) if path.exists() else {}
+  except ValueError:
+    logging.warning("%s is not valid JSON: it is rewritten with this run's config", path)
+    return {}
+  return saved if isinstance(saved, dict) else {}
 
 
 def write_config(config, workdir: str):

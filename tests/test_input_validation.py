@@ -222,3 +222,16 @@ def test_a_cpu_device_count_below_one_is_a_flag_error(tmp_path):
   run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
   assert run.returncode == 2 and run.stderr.strip() == "error: flag --cpu_devices=0: 0 is not a positive integer"
   assert not (tmp_path / "run").exists()
+
+
+def test_configs_load_from_any_working_directory(tmp_path):
+  """A config that builds on another (`from configs import ...`) loads when the command runs elsewhere."""
+  code = (
+    "from absl import flags; from ml_collections import config_flags; from ssljax import cli;"
+    "values = flags.FlagValues(); config_flags.DEFINE_config_file('config', None, '', flag_values=values);"
+    f"cli.parse_flags(['train', '--config={REPO}/configs/byol_digits.py:runlocal'], values);"
+    "print(values.config.method)"
+  )
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+  assert run.returncode == 0 and run.stdout.split() == ["byol"], run.stderr

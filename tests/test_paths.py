@@ -68,7 +68,7 @@ def test_a_run_in_a_bucket_writes_its_whole_workdir_there(tmp_path, monkeypatch)
     results = experiment.train_and_evaluate(config, "gs://ssljax-test/run")
     run = bucket / "ssljax-test" / "run"
     assert sorted(p.name for p in run.iterdir()) == [
-      "checkpoints", "config.json", "metrics.jsonl", "results.json", "tensorboard", "tsne_ssl.png"
+      ".ssljax_run", "checkpoints", "config.json", "metrics.jsonl", "results.json", "tensorboard", "tsne_ssl.png"
     ]  # fmt: skip
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["4"]
     assert json.loads((run / "results.json").read_text()) == results

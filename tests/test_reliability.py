@@ -4,6 +4,7 @@ was never disturbed. (A workdir of an incompatible config: the last row of docs/
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -228,3 +229,28 @@ def test_runs_from_before_the_marker_and_empty_folders_are_adopted(tmp_path):
   (tmp_path / "empty" / ".DS_Store").write_bytes(b"\x00")
   experiment.train_and_evaluate(config, str(tmp_path / "empty"))
   assert (tmp_path / "empty" / paths.RUN_MARKER).exists() and (tmp_path / "empty" / ".DS_Store").read_bytes() == b"\x00"
+
+
+def test_a_hand_edited_config_json_is_validated_by_every_command_that_reads_it(tmp_path):
+  """evaluate / embed / load_encoder validate a run's config.json as training validates a config (one line naming
+  the file); training itself rewrites a config.json that is no longer JSON, with a warning."""
+  config = _train_only_config(total_steps=1, checkpoint_every=1)
+  experiment.train_and_evaluate(config, str(tmp_path))
+  path = tmp_path / "config.json"
+  good = json.loads(path.read_text())
+  edits = {
+    "{not json": "is not valid JSON",
+    json.dumps({k: v for k, v in good.items() if k != "dataset"}): "config.json: config.dataset: missing",
+    json.dumps({**good, "batch_size": "abc"}): "config.json: config.batch_size: expected int, got str 'abc'",
+    "[1, 2]": "holds a list, not a config",
+  }
+  for text, message in edits.items():
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+      experiment.load_config(str(tmp_path))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+      pretrained.load_encoder(str(tmp_path))
+  path.write_text("{not json")
+  config.total_steps = 2
+  experiment.train_and_evaluate(config, str(tmp_path))
+  assert json.loads(path.read_text())["total_steps"] == 2
