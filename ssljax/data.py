@@ -300,12 +300,19 @@ class FolderSource:
     unknown = sorted(set(subdirs) - set(self.classes))
     if unknown:
       raise ConfigError(f"config.dataset.data_dir: {root} has classes {unknown} that the training split has not")
+    loose = _images_in(root, "")
+    if subdirs and loose:
+      raise ConfigError(
+        f"config.dataset.data_dir: {root} holds class folders ({', '.join(subdirs[:3])}"
+        f"{', ...' if len(subdirs) > 3 else ''}) and {len(loose)} images beside them (e.g. {loose[0]}): put every"
+        " image in a class folder (labelled) or none in any (unlabelled)"
+      )
     if self.classes:
       found = [
         (os.path.join(root, c, f), i) for i, c in enumerate(self.classes) if c in subdirs for f in _images_in(root, c)
       ]
     else:
-      found = [(os.path.join(root, f), -1) for f in _images_in(root, "")]
+      found = [(os.path.join(root, f), -1) for f in loose]
     if skip_bad_files:
       found = self._readable(found, size, channels)
     else:  # Every header now (cheap), so that a bad file stops the run before it writes anything, not mid-training.
@@ -347,8 +354,9 @@ class FolderSource:
 
 
 def _class_dirs(root: str) -> list[str]:
-  """The subdirectories of `root` (a folder dataset's classes), sorted."""
-  return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  """The subdirectories of `root` (a folder dataset's classes), sorted; hidden ones (.ipynb_checkpoints, .git)
+  are no class."""
+  return sorted(d for d in os.listdir(root) if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
 
 
 def _images_in(root: str, subdir: str) -> list[str]:

@@ -94,6 +94,26 @@ def test_a_corrupt_image_is_named_or_skipped(digit_pngs, tmp_path, caplog):
   assert "skipped 1 unreadable images (config.dataset.skip_bad_files)" in caplog.text
 
 
+def test_hidden_folders_are_no_classes_and_a_mixed_layout_is_named(digit_pngs, tmp_path):
+  """A flat split with a hidden folder (a notebook's checkpoints) keeps its loose images; in a labelled split a
+  hidden folder is no class; class folders with images beside them are a one-line error saying what was found."""
+  images, labels = digit_pngs
+  _write_pngs(tmp_path / "flat" / "train", images[:10])
+  (tmp_path / "flat" / "train" / ".ipynb_checkpoints").mkdir()
+  config = _config(tmp_path / "flat").dataset
+  flat = data.load_source(config, "train")
+  assert len(flat) == 10 and flat.num_classes == 0
+  _write_pngs(tmp_path / "labelled" / "train", images[:20], labels[:20])
+  _write_pngs(tmp_path / "labelled" / "train" / ".git", images[:2])
+  labelled = data.load_source(_config(tmp_path / "labelled").dataset, "train")
+  assert labelled.classes == sorted(f"class_{c}" for c in set(labels[:20])) and len(labelled) == 20
+  Image.fromarray(images[0]).save(tmp_path / "labelled" / "train" / "stray.png")
+  root = tmp_path / "labelled" / "train"
+  with pytest.raises(ConfigError, match=rf"^config.dataset.data_dir: {root} holds class folders \(class_0, class_1, "
+                     r"class_2, ...\) and 1 images beside them \(e.g. stray.png\)"):  # fmt: skip
+    data.load_source(_config(tmp_path / "labelled").dataset, "train")
+
+
 def png_claiming(width: int, height: int) -> bytes:
   """A PNG file whose header claims width x height 8-bit grey pixels (and holds none)."""
 
