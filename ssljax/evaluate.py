@@ -23,6 +23,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory (con
 def evaluate_workdir(config, workdir: str) -> dict:
   """Restores the newest checkpoint of `workdir` and runs `config.evals` on it; merges into results.json."""
   config_checks.validate(config)
+  if not config.get("evals"):
+    raise ConfigError("config.evals: the run's config has no evaluators (a train_only run?): nothing to evaluate")
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
   train_source = data.load_source(config.dataset, config.dataset.train_split)
   trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
@@ -55,7 +57,9 @@ def _define_config_flag(argv):
     print("error: --workdir is required", file=sys.stderr)
     sys.exit(2)
   try:
-    config_flags.DEFINE_config_dict("config", experiment.load_config(workdir), "The run's config (from WORKDIR).")
+    config_flags.DEFINE_config_dict(
+      "config", experiment.load_config(workdir, validate=False), "The run's config (from WORKDIR)."
+    )
   except ConfigError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)

@@ -96,10 +96,11 @@ def _tuples(value):
   return value
 
 
-def load_config(workdir: str) -> ConfigDict:
+def load_config(workdir: str, validate: bool = True) -> ConfigDict:
   """The config a run saved in `workdir` (which must be an ssljax run: `paths.check_run`), validated as training
   validates a config: a hand-edited config.json that is not JSON, lacks a section or has a key of the wrong type
-  is a one-line ConfigError naming the file."""
+  is a one-line ConfigError naming the file. Without `validate` (which builds the mesh, so starts JAX's backends)
+  only the JSON is checked: `python -m ssljax.evaluate` validates after its flags and devices are set."""
   path = paths.check_run(workdir) / CONFIG_FILE
   try:
     saved = json.loads(path.read_text())
@@ -111,7 +112,10 @@ def load_config(workdir: str) -> ConfigDict:
     raise ConfigError(f"--workdir: {path} holds a {type(saved).__name__}, not a config")
   config = ConfigDict(_tuples(saved))
   try:
-    config_checks.validate(config)
+    if validate:
+      config_checks.validate(config)
+    elif not isinstance(config.get("dataset"), ConfigDict):
+      raise ConfigError("config.dataset: missing")
   except ConfigError as error:
     raise ConfigError(f"--workdir: {path}: {error}") from None
   if config.dataset.get("data_dir") is None:  # JSON's null would not take a path on the command line.

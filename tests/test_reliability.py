@@ -244,8 +244,17 @@ def test_a_hand_edited_config_json_is_validated_by_every_command_that_reads_it(t
     json.dumps({**good, "batch_size": "abc"}): "config.json: config.batch_size: expected int, got str 'abc'",
     "[1, 2]": "holds a list, not a config",
   }
+  command = [sys.executable, "-m", "ssljax.evaluate", f"--workdir={tmp_path}"]
+  evaluate = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert evaluate.returncode == 2, evaluate.stderr
+  assert evaluate.stderr.strip().splitlines()[-1] == (
+    "error: config.evals: the run's config has no evaluators (a train_only run?): nothing to evaluate"
+  )
   for text, message in edits.items():
     path.write_text(text)
+    evaluate = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    last = evaluate.stderr.strip().splitlines()[-1]  # The CLI validates after its --config overrides: no file.
+    assert evaluate.returncode == 2 and message.split("config.json: ")[-1] in last, evaluate.stderr
     with pytest.raises(ConfigError, match=re.escape(message)):
       experiment.load_config(str(tmp_path))
     with pytest.raises(ConfigError, match=re.escape(message)):
