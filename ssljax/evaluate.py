@@ -32,13 +32,16 @@ def evaluate_workdir(config, workdir: str) -> dict:
   state = experiment.restore(config, workdir, trainer, manager, read_only=True)
   if state is None:
     raise ConfigError(f"--workdir: {workdir} holds no checkpoint")
-  results = experiment.evaluate(config, workdir, mesh, trainer, state, train_source)
+  failures = []
+  results = experiment.evaluate(config, workdir, mesh, trainer, state, train_source, failures=failures)
   if jax.process_index() == 0:
     path = paths.resolve(workdir) / experiment.RESULTS_FILE
     previous = json.loads(path.read_text()) if path.exists() else {}
     paths.write_atomic(path, json.dumps({**previous, **results}, indent=2, sort_keys=True))
     print(f"step {int(state.step)}")
-    print(experiment.format_results(results))
+    if results:
+      print(experiment.format_results(results))
+  experiment.raise_failures(failures)
   return results
 
 

@@ -54,12 +54,23 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     writer.close()
     return None
 
-  results = evaluate(config, workdir, mesh, trainer, state, train_source, writer, test_source=test_source)
+  failures = []
+  results = evaluate(
+    config, workdir, mesh, trainer, state, train_source, writer, test_source=test_source, failures=failures
+  )
   writer.close()
   if jax.process_index() == 0:
     paths.write_atomic(paths.resolve(workdir) / RESULTS_FILE, json.dumps(results, indent=2, sort_keys=True))
     print(format_results(results) if results else f"trained {trainer.num_steps} steps; no evaluators configured")
+  raise_failures(failures)
   return results
+
+
+def raise_failures(failures: list[str]):
+  """One line for the evaluators that failed (their results are missing from results.json, the others' are
+  there)."""
+  if failures:
+    raise ConfigError("; ".join(failures) + f" (the other evaluators' results are in {RESULTS_FILE})")
 
 
 def with_resolved_data_dir(config, source):
@@ -236,10 +247,19 @@ def roll_back(config, workdir: str, trainer: Trainer, manager, bad_step: int, ne
 
 
 def evaluate(
-  config, workdir: str, mesh, trainer: Trainer, state, train_source, writer=None, step=None, test_source=None
+  config,
+  workdir: str,
+  mesh,
+  trainer: Trainer,
+  state,
+  train_source,
+  writer=None,
+  step=None,
+  test_source=None,
+  failures: list | None = None,
 ) -> dict:
   """Runs `config.evals` on the trained model against the baselines of `config.eval_baselines`; at a training
-  `step`, only the evaluators due then (`every_steps`), without baselines."""
+  `step`, only the evaluators due then (`every_steps`), without baselines. `failures`: see `run_evaluators`."""
   encode = trainer.encode
   variables_of = functools.partial(eval_variables, method=trainer.method)
   random_init = functools.cache(
@@ -271,7 +291,7 @@ def evaluate(
     test_source=test_source,
     writer=writer,
   )
-  return evaluators.run_evaluators(config.evals, context, step)
+  return evaluators.run_evaluators(config.evals, context, step, failures)
 
 
 def format_results(results: dict) -> str:

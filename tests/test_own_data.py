@@ -152,6 +152,23 @@ def test_16_bit_grayscale_pngs_are_scaled_not_clipped(tmp_path):
   np.testing.assert_allclose(crop[..., 0], np.round(ramp / 257.0), atol=1)
 
 
+def test_a_failing_evaluator_loses_no_other_result(tmp_path):
+  """t-SNE cannot embed a one-image test split; the kNN evaluation still runs, results.json holds it, and the run
+  ends with one line naming the evaluator that failed."""
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "train.npz", images=rng.integers(0, 256, (64, 8, 8, 1), np.uint8), labels=np.arange(64) % 4)
+  np.savez(tmp_path / "test.npz", images=rng.integers(0, 256, (1, 8, 8, 1), np.uint8), labels=np.array([2]))
+  config = simclr_digits.get_config("runlocal")
+  config.dataset.update(name="npz", data_dir=str(tmp_path))
+  config.evals = {"knn": {**config.evals.knn, "every_steps": 0}, "embedding": config.evals.embedding}
+  config.update(total_steps=1, eval_baselines=())
+  workdir = tmp_path / "run"
+  with pytest.raises(ConfigError, match=r"^config.evals.embedding \(embedding_plot\) failed: \w+: .*perplexity"):
+    experiment.train_and_evaluate(config, str(workdir))
+  results = json.loads((workdir / "results.json").read_text())
+  assert results and all(key.startswith("knn/ssl/") for key in results), results
+
+
 def test_npz_arrays_with_and_without_labels(tmp_path):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)

@@ -118,9 +118,11 @@ def due(evals_config, step: int) -> bool:
   return any(_due_at(eval_config, step) for eval_config in evals_config.values())
 
 
-def run_evaluators(evals_config, context: EvalContext, step: int | None = None) -> dict:
+def run_evaluators(evals_config, context: EvalContext, step: int | None = None, failures: list | None = None) -> dict:
   """Runs the evaluators of `config.evals`: all of them after training (`step` None), or those due at a
-  training `step`. Returns their merged results."""
+  training `step`. Returns their merged results. With a `failures` list, an evaluator that raises is reported
+  there (one line naming it and the error) and the others still run: one evaluator's failure (t-SNE on a
+  one-image test split) does not lose the others' results."""
   evaluators = registry()
   results = {}
   for name, eval_config in evals_config.items():
@@ -132,5 +134,15 @@ def run_evaluators(evals_config, context: EvalContext, step: int | None = None) 
         logging.warning("config.evals.%s (%s) skipped: the training data has no labels", name, eval_config.type)
       continue
     settings = {k: v for k, v in eval_config.items() if k not in ("type", "every_steps")}
-    results.update(evaluator(context, **settings))
+    try:
+      results.update(evaluator(context, **settings))
+    except Exception as error:  # noqa: BLE001 - reported by the caller, after the other evaluators' results are kept.
+      if failures is None:
+        raise
+      failures.append(f"config.evals.{name} ({eval_config.type}) failed: {type(error).__name__}: {_one_line(error)}")
+      logging.error("%s", failures[-1])
   return results
+
+
+def _one_line(error: Exception) -> str:
+  return " ".join(str(error).split())[:300]
