@@ -23,6 +23,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory (con
 def evaluate_workdir(config, workdir: str) -> dict:
   """Restores the newest checkpoint of `workdir` and runs `config.evals` on it; merges into results.json."""
   config_checks.validate(config)
+  paths.prepare_workdir(workdir)  # Writable (results.json goes there) before anything runs.
   if not config.get("evals"):
     raise ConfigError("config.evals: the run's config has no evaluators (a train_only run?): nothing to evaluate")
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))

@@ -48,7 +48,7 @@ def check_run(workdir) -> epath.Path:
   load_encoder) never read or write a directory that is not one."""
   directory = resolve(workdir)
   if not directory.is_dir():
-    raise ConfigError(f"--workdir: {workdir!r} does not exist")
+    raise ConfigError(f"--workdir: {directory / CONFIG_FILE} does not exist (not a training run's directory?)")
   if not is_run(directory):
     raise ConfigError(f"--workdir: {workdir!r} is not an ssljax run (no {RUN_MARKER} or {CONFIG_FILE} of ours)")
   return directory

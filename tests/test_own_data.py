@@ -4,6 +4,7 @@ corrupt file is a one-line error naming it or is skipped and counted, and npz ar
 
 import io
 import json
+import re
 import struct
 import zlib
 
@@ -152,9 +153,9 @@ def test_16_bit_grayscale_pngs_are_scaled_not_clipped(tmp_path):
   np.testing.assert_allclose(crop[..., 0], np.round(ramp / 257.0), atol=1)
 
 
-def test_a_failing_evaluator_loses_no_other_result(tmp_path):
+def test_a_failing_evaluator_loses_no_other_result(tmp_path, capsys):
   """t-SNE cannot embed a one-image test split; the kNN evaluation still runs, results.json holds it, and the run
-  ends with one line naming the evaluator that failed."""
+  ends with one line naming the evaluator that failed. Each evaluator is announced and timed as it runs."""
   rng = np.random.default_rng(0)
   np.savez(tmp_path / "train.npz", images=rng.integers(0, 256, (64, 8, 8, 1), np.uint8), labels=np.arange(64) % 4)
   np.savez(tmp_path / "test.npz", images=rng.integers(0, 256, (1, 8, 8, 1), np.uint8), labels=np.array([2]))
@@ -167,6 +168,9 @@ def test_a_failing_evaluator_loses_no_other_result(tmp_path):
     experiment.train_and_evaluate(config, str(workdir))
   results = json.loads((workdir / "results.json").read_text())
   assert results and all(key.startswith("knn/ssl/") for key in results), results
+  lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluator ")]
+  assert lines[0] == "evaluator 1 of 2: embedding (embedding_plot)" and lines[2] == "evaluator 2 of 2: knn (knn)"
+  assert lines[1].startswith("evaluator embedding: ") and re.fullmatch(r"evaluator knn: \d+\.\d s", lines[3])
 
 
 def test_npz_arrays_with_and_without_labels(tmp_path):

@@ -226,7 +226,7 @@ def test_evaluation_budgets_do_not_grow_with_the_dataset(monkeypatch):
   large = finetune.finetune_config(config, 6_000, settings)
   assert large.total_steps == train_step.total_steps(large, 6_000) == 1_000
   seen = []
-  monkeypatch.setattr(experiment.evaluators, "run_evaluators", lambda evals, context, step: seen.append(context) or {})
+  monkeypatch.setattr(experiment.evaluators, "run_evaluators", lambda evals, context, *_: seen.append(context) or {})
   state = types.SimpleNamespace(params={}, model_state={}, target={})
   method = types.SimpleNamespace(evaluate_teacher=False)
   trainer = types.SimpleNamespace(encode=print, method=method, model=None, batch_sharding=None)

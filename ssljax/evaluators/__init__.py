@@ -8,6 +8,8 @@ random network) and "raw_pixels" (flattened images), so that each SSL number is 
 """
 
 import dataclasses
+import sys
+import time
 from typing import Any
 
 import flax.linen as nn
@@ -125,7 +127,8 @@ def run_evaluators(evals_config, context: EvalContext, step: int | None = None, 
   one-image test split) does not lose the others' results."""
   evaluators = registry()
   results = {}
-  for name, eval_config in evals_config.items():
+  announce = step is None and jax.process_index() == 0  # After training: say what runs and what it cost.
+  for number, (name, eval_config) in enumerate(evals_config.items(), 1):
     evaluator = evaluators[require_choice(eval_config.type, evaluators, f"config.evals.{name}.type")]
     if step is not None and not _due_at(eval_config, step):
       continue
@@ -134,6 +137,9 @@ def run_evaluators(evals_config, context: EvalContext, step: int | None = None, 
         logging.warning("config.evals.%s (%s) skipped: the training data has no labels", name, eval_config.type)
       continue
     settings = {k: v for k, v in eval_config.items() if k not in ("type", "every_steps")}
+    if announce:
+      print(f"evaluator {number} of {len(evals_config)}: {name} ({eval_config.type})", file=sys.stderr, flush=True)
+    start = time.perf_counter()
     try:
       results.update(evaluator(context, **settings))
     except Exception as error:  # noqa: BLE001 - reported by the caller, after the other evaluators' results are kept.
@@ -141,6 +147,8 @@ def run_evaluators(evals_config, context: EvalContext, step: int | None = None, 
         raise
       failures.append(f"config.evals.{name} ({eval_config.type}) failed: {type(error).__name__}: {_one_line(error)}")
       logging.error("%s", failures[-1])
+    if announce:
+      print(f"evaluator {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
   return results
 
 
