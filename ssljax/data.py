@@ -235,46 +235,49 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_IMAGE_PIXELS = 2**27  # ~134 Mpx (11,585 px square): above any camera's; a header claiming more is refused.
 
 
-def _bad_image(path: str, error: Exception) -> ConfigError:
-  if isinstance(error, _decompression_bomb()):
+def _bad_image(path: str, error: Exception | None) -> ConfigError:
+  """The one-line error for an image file that cannot be read (`error`) or is too large (None, or PIL's
+  DecompressionBombError)."""
+  from PIL import Image
+
+  if error is None or isinstance(error, Image.DecompressionBombError):
     return ConfigError(f"config.dataset: image {path} is larger than {MAX_IMAGE_PIXELS:,} pixels (a bad header?)")
   return ConfigError(f"config.dataset: cannot read image {path} ({' '.join(str(error).split())})")
 
 
-def _decompression_bomb():
-  from PIL import Image
-
-  return Image.DecompressionBombError
-
-
-def check_image_header(path: str) -> tuple[int, int]:
-  """(width, height) of an image file, from its header alone; a one-line ConfigError naming the file when it is
+def _open_checked(path: str):
+  """PIL's lazy image of the file at `path` (its header read), or a one-line ConfigError naming the file when it is
   no readable PNG / JPEG or claims more than MAX_IMAGE_PIXELS pixels (PIL itself refuses only past ~179 Mpx, with
   a traceback)."""
   from PIL import Image
 
   try:
-    with Image.open(path) as image:
-      width, height = image.size
-  except (OSError, ValueError, SyntaxError, _decompression_bomb()) as error:
+    image = Image.open(path)
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
     raise _bad_image(path, error) from None
-  if width * height > MAX_IMAGE_PIXELS:
-    raise _bad_image(path, _decompression_bomb()())
-  return width, height
+  if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
+    image.close()
+    raise _bad_image(path, None)
+  return image
+
+
+def check_image_header(path: str) -> tuple[int, int]:
+  """(width, height) of an image file from its header alone (see `_open_checked` for the errors)."""
+  with _open_checked(path) as image:
+    return image.size
 
 
 def _decode(path: str, size: int, channels: int, center_crop: float = 1.0) -> np.ndarray:
   """uint8 [size, size, channels]: the image file at `path`, its shorter side resized to size / center_crop,
   centre-cropped. An unreadable or oversized file is a one-line ConfigError naming it."""
-  from PIL import Image
-
-  check_image_header(path)
   try:
-    with Image.open(path) as image:
+    with _open_checked(path) as image:  # One open: the header check and the decode share it.
       short = round(size / center_crop)  # A JPEG decodes at 1/2-1/8 scale while still >= that.
       image.draft("L" if channels == 1 else "RGB", (short, short))
       pixels = np.asarray(_convert(image, channels))
-  except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files, bad headers.
+  except (OSError, ValueError, SyntaxError) as error:  # PIL: truncated files, bad data past the header.
+    if isinstance(error, ConfigError):
+      raise
     raise _bad_image(path, error) from None
   return _resize_and_center_crop(pixels[..., None] if pixels.ndim == 2 else pixels, size, center_crop)
 
