@@ -6,7 +6,8 @@ in-batch InfoNCE (x 2 tau).
   python -m ssljax.train --config configs/moco_v3_digits.py:runlocal --workdir /tmp/ssljax/moco_v3_digits_smoke
 
 Deviations for 561 steps of batch 256: temperature 0.2 (the paper's ResNet-50 default 1.0 is tuned for batch
-4096), SimCLR-digits' LARS lr 0.3 x B/256; momentum 0.99 -> 1 as the paper. BYOL-style asymmetric views.
+4096), SimCLR-digits' LARS lr 0.3 x B/256 (lr after momentum, as MoCo v3's LARS); momentum 0.99 -> 1 as the
+paper. BYOL-style asymmetric views.
 Expected: see benchmarks/RESULTS.md.
 """
 
@@ -19,4 +20,5 @@ def get_config(arg: str = ""):
   config.method = "moco_v3"
   config.moco_v3 = dict(moco_v3_imagenet.PAPER_MOCO_V3, proj_dim=64, hidden_dim=256, temperature=0.2)
   config.views = byol_imagenet.ASYMMETRIC_VIEWS
+  config.optimizer.lr_after_momentum = True  # MoCo v3's LARS: the learning rate after momentum.
   return config

@@ -45,10 +45,7 @@ def get_config(arg: str = ""):
   )  # 10 epochs of 312 steps.
   config.checkpoint_every = 5000
   config.eval_batch_size = 1000
-  config.evals = dict(
-    linear=dict(type="linear_probe", label_budgets=("all",), steps=20000, seed=0, every_steps=0),
-    linear_simclr=linear_eval.paper_protocol("simclr", batch_size=4096, baselines=()),
-  )
+  set_paper_evals(config, "simclr", arg)
   if "runlocal" in arg.split(","):
     config.dataset.image_size = 64
     config.model.depth = 18
@@ -57,6 +54,16 @@ def get_config(arg: str = ""):
     config.batch_size = 32
     config.total_steps = 10
     config.log_every = 2
-    config.evals.linear.steps = 50
-    config.evals.linear_simclr.update(batch_size=32, epochs=1)
   return config
+
+
+def set_paper_evals(config, protocol: str, arg: str, **overrides):
+  """`config.evals`: the fast linear probe and the paper's linear evaluation `linear_<protocol>` (a protocol of
+  `linear_eval.PROTOCOLS`, at the paper's batch size; `overrides` replace its settings), shrunk for runlocal."""
+  config.evals = dict(
+    linear=dict(type="linear_probe", label_budgets=("all",), steps=20000, seed=0, every_steps=0),
+    **{f"linear_{protocol}": linear_eval.paper_protocol(protocol, baselines=(), **overrides)},
+  )
+  if "runlocal" in arg.split(","):
+    config.evals.linear.steps = 50
+    config.evals[f"linear_{protocol}"].update(batch_size=32, epochs=1)

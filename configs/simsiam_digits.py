@@ -26,5 +26,6 @@ def get_config(arg: str = ""):
     warmup_epochs=0,
     momentum=0.9,
     nesterov=False,
+    decay_norm_and_bias=True,  # The reference's SGD decays every parameter.
   )
   return config

@@ -55,17 +55,26 @@ _SCHEDULE = {
   "weight_decay": NUMBER,
   "warmup_steps": int,
   "warmup_epochs": Optional(NUMBER),  # Instead of warmup_steps: follows --config.batch_size.
+  "schedule": Optional(str),  # "cosine" (default) | "constant" | "steps" (x 0.1 at each of decay_epochs).
+  "decay_epochs": Optional(tuple),
 }
-_DECAY = {"no_decay": Optional(tuple), "layer_decay": Optional(NUMBER)}
+_DECAY = {"no_decay": Optional(tuple), "layer_decay": Optional(NUMBER), "decay_norm_and_bias": Optional(bool)}
 OPTIMIZER = ByName(
   "name",
   {
-    "lars": {**_SCHEDULE, **_DECAY, "momentum": Optional(NUMBER), "trust_coefficient": Optional(NUMBER)},
+    "lars": {
+      **_SCHEDULE,
+      **_DECAY,
+      "momentum": Optional(NUMBER),
+      "trust_coefficient": Optional(NUMBER),
+      "lr_after_momentum": Optional(bool),  # p -= lr (m v + u) (BYOL, MoCo v3, MAE) rather than v = m v + lr u.
+    },
     "sgd": {**_SCHEDULE, **_DECAY, "momentum": Optional(NUMBER), "nesterov": Optional(bool)},
     "adamw": {**_SCHEDULE, **_DECAY, "b1": Optional(NUMBER), "b2": Optional(NUMBER)},
   },
 )
 _EVERY = {"type": str, "every_steps": Optional(int)}
+HEAD_INIT = (int, float, str)  # A std, or "fan_in".
 # Fine-tuning sets its warmup with the evaluator's `warmup_epochs`.
 _FINETUNE_OPTIMIZER = ByName(
   "name",
@@ -108,7 +117,8 @@ EVALUATOR = ByName(
       "protocol": str,
       "baselines": Optional(tuple),
       "head_norm": bool,
-      "head_init_std": NUMBER,
+      "head_init_std": HEAD_INIT,
+      "model": Optional({"cls_blocks": Optional(int), "patch_mean": Optional(bool)}),  # The features it reads.
     },
     "embedding_plot": {
       **_EVERY,
@@ -145,7 +155,14 @@ SCHEMA = {
   "model": ByName(
     "name",
     {
-      "resnet": {"name": str, "depth": int, "width": NUMBER, "small_stem": bool, "conv_init": Optional(str)},
+      "resnet": {
+        "name": str,
+        "depth": int,
+        "width": NUMBER,
+        "small_stem": bool,
+        "conv_init": Optional(str),
+        "zero_init_residual": Optional(bool),  # Each block's last BatchNorm scale starts at 0 (default) or 1.
+      },
       "vit": {
         "name": str,
         "variant": str,
@@ -157,6 +174,10 @@ SCHEMA = {
         "drop_path": Optional(NUMBER),
         "learned_pos_embed": Optional(bool),
         "lora": Optional({"rank": int, "alpha": NUMBER}),
+        "qkv_init": Optional(str),  # "fused" (MAE) | "separate" (moco-v3): Xavier over [D, 3D] or 3 x [D, D].
+        "cls_token_std": Optional(NUMBER),
+        "cls_blocks": Optional(int),  # Features: the class tokens of the last n blocks (DINO's linear evaluation).
+        "patch_mean": Optional(bool),  # ... and the mean of the last block's patch tokens.
       },
     },
   ),
@@ -178,7 +199,7 @@ SCHEMA = {
       "label_smoothing": NUMBER,
       "frozen_encoder": Optional(bool),
       "head_norm": Optional(bool),
-      "head_init_std": Optional(NUMBER),
+      "head_init_std": Optional(HEAD_INIT),
     }
   ),
   "augment": AUGMENT,
@@ -277,6 +298,17 @@ def _check_augment(section, key: str):
     )
 
 
+def _check_schedule(optimizer, key: str):
+  from ssljax.optim import SCHEDULES
+
+  require_choice(optimizer.get("schedule", "cosine"), SCHEDULES, f"{key}.schedule")
+  decay_epochs = optimizer.get("decay_epochs", ())
+  if any(not isinstance(e, NUMBER) or e < 0 for e in decay_epochs):
+    raise ConfigError(f"{key}.decay_epochs: {decay_epochs!r} must be epochs (numbers >= 0)")
+  if optimizer.get("schedule") == "steps" and not decay_epochs:
+    raise ConfigError(f"{key}.decay_epochs: schedule 'steps' needs the epochs at which the lr drops x 0.1")
+
+
 def validate(config):
   """Raises ConfigError (one line naming the key) for unknown keys, wrong types and impossible combinations."""
   from ssljax import evaluators, methods, sharding
@@ -316,6 +348,7 @@ def validate(config):
       f"config.optimizer.warmup_epochs: {warmup_epochs} and warmup_steps {config.optimizer.warmup_steps} are both "
       "set; set one of them (the other 0)"
     )
+  _check_schedule(config.optimizer, "config.optimizer")
   _check_augment(config.augment, "config.augment")
   for name, view in (config.get("views") or {}).items():
     _check_augment(view or {}, f"config.views.{name}")
@@ -334,6 +367,8 @@ def validate(config):
       raise ConfigError(f"config.evals.{name}: the reconstruction evaluator needs method 'mae', not {config.method!r}")
     if "augment" in eval_config:
       _check_augment(eval_config.augment, f"config.evals.{name}.augment")
+    if "optimizer" in eval_config:
+      _check_schedule(eval_config.optimizer, f"config.evals.{name}.optimizer")
     if eval_config.get("max_steps") is not None:
       _positive(config, f"evals.{name}.max_steps", minimum=0)
     if eval_config.type == "self_training":
@@ -345,6 +380,8 @@ def validate(config):
       from ssljax.evaluators.linear_eval import PROTOCOLS
 
       require_choice(eval_config.protocol, PROTOCOLS, f"config.evals.{name}.protocol")
+      if isinstance(eval_config.head_init_std, str):
+        require_choice(eval_config.head_init_std, ("fan_in",), f"config.evals.{name}.head_init_std")
       for baseline in eval_config.get("baselines", ()):
         require_choice(baseline, ("random_init",), f"config.evals.{name}.baselines")
   if jax.process_count() > 1 and config.batch_size % jax.process_count():

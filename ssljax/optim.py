@@ -4,7 +4,9 @@
 base_lr * sqrt(B), 'none'), weight_decay, warmup_steps or warmup_epochs (converted with the run's batch size, so
 that `--config.batch_size` keeps the warmup's length in epochs) and, per optimizer, momentum / b1, b2.
 Biases and normalisation parameters (every parameter with fewer than two dimensions) are excluded from weight
-decay and from LARS's trust ratio, as in SimCLR; `no_decay` names more (e.g. MAE fine-tuning's "cls_token").
+decay and from LARS's trust ratio, as in SimCLR, unless `decay_norm_and_bias`; `no_decay` names more (e.g. MAE
+fine-tuning's "cls_token").
+`schedule`: "cosine" (after the warmup, the default), "constant", or "steps" (x 0.1 at each of `decay_epochs`).
 `layer_decay` < 1 scales a ViT's learning rate by layer_decay^(L + 1 - layer) (BEiT/MAE layer-wise decay).
 """
 
@@ -16,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssljax.config import ConfigError
+from ssljax.config import ConfigError, require_choice
 
 
 def scaled_learning_rate(base_lr: float, batch_size: int, scaling: str) -> float:
@@ -34,12 +36,17 @@ def _path_names(path) -> list[str]:
   return [str(getattr(key, "key", key)) for key in path]
 
 
-def decay_mask(params, no_decay=()):
-  """True for parameters that get weight decay and LARS adaptation: kernels, not biases or norm scales, not the
-  online probe (SimCLR's code excludes its supervised head from both), and not parameters whose path contains a
-  name in `no_decay`."""
+def decay_mask(params, no_decay=(), decay_norm_and_bias: bool = False):
+  """True for parameters that get weight decay and LARS adaptation: kernels, not biases or norm scales (unless
+  `decay_norm_and_bias`: the references that hand every parameter to SGD / AdamW, MoCo v2, SimSiam, MoCo v3's
+  ViT), not the online probe (SimCLR's code excludes its supervised head from both), and not parameters whose
+  path contains a name in `no_decay`."""
   excluded = {"probe", *no_decay}
-  return jax.tree_util.tree_map_with_path(lambda path, p: p.ndim > 1 and not set(_path_names(path)) & excluded, params)
+
+  def decayed(path, p):
+    return (p.ndim > 1 or decay_norm_and_bias) and not set(_path_names(path)) & excluded
+
+  return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def layerwise_lr_scales(params, layer_decay: float):
@@ -86,6 +93,38 @@ def make_optimizer(config, batch_size: int, total_steps: int, groups: dict | Non
   return optax.multi_transform(transforms, labels), schedule
 
 
+SCHEDULES = ("cosine", "constant", "steps")
+
+
+def step_decay_schedule(peak: float, warmup: int, decay_steps, factor: float = 0.1):
+  """A linear warmup to `peak` over `warmup` steps, then `peak` times `factor` for every boundary in `decay_steps`
+  (step counts from the start of the run) already passed: MoCo's linear classifier, lr x 0.1 at epochs 60 and 80."""
+  boundaries = jnp.asarray(sorted(decay_steps), jnp.float32).reshape(-1)
+
+  def schedule(step):
+    decayed = peak * factor ** jnp.sum(step >= boundaries)
+    return jnp.where(step < warmup, peak * step / max(warmup, 1), decayed)
+
+  return schedule
+
+
+def lars(schedule, weight_decay: float, mask, trust_coefficient: float, momentum: float, lr_after_momentum: bool):
+  """LARS (You et al. 2017): the decayed gradient g + wd p of each masked parameter scaled by its trust ratio
+  eta ||p|| / ||g + wd p|| (1 where either norm is 0), then momentum and the learning rate. SimCLR's LARS (and
+  optax.lars) puts the learning rate inside the momentum buffer, v = m v + lr u; BYOL's, MoCo v3's, MAE's and
+  apex's (SimSiam's linear evaluation) apply it after, p -= lr (m v + u) (`lr_after_momentum`), which differs
+  whenever the learning rate changes (warmup, decay)."""
+  steps = [
+    optax.add_decayed_weights(weight_decay, mask=mask),
+    optax.masked(optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient), mask),
+  ]
+  if lr_after_momentum:
+    steps += [optax.trace(decay=momentum), optax.scale_by_learning_rate(schedule)]
+  else:
+    steps += [optax.scale_by_learning_rate(schedule), optax.trace(decay=momentum)]
+  return optax.chain(*steps)
+
+
 def warmup_steps(opt: dict, steps_per_epoch: float) -> int:
   """The warmup length in steps: `warmup_steps`, or `warmup_epochs` x steps per epoch (rounded)."""
   return opt["warmup_steps"] or int(round(opt.get("warmup_epochs", 0) * steps_per_epoch))
@@ -94,20 +133,25 @@ def warmup_steps(opt: dict, steps_per_epoch: float) -> int:
 def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_epoch: float):
   """One optax transformation and its learning-rate schedule for the optimizer settings `opt`."""
   peak = scaled_learning_rate(opt["base_lr"], batch_size, opt["lr_scaling"])
-  mask = functools.partial(decay_mask, no_decay=tuple(opt.get("no_decay", ())))
+  mask = functools.partial(
+    decay_mask, no_decay=tuple(opt.get("no_decay", ())), decay_norm_and_bias=opt.get("decay_norm_and_bias", False)
+  )
   warmup = min(warmup_steps(opt, steps_per_epoch), total_steps)
-  if opt.get("schedule", "cosine") == "constant":
+  kind = require_choice(opt.get("schedule", "cosine"), SCHEDULES, "config.optimizer.schedule")
+  if kind == "constant":
     schedule = optax.constant_schedule(peak)
+  elif kind == "steps":
+    schedule = step_decay_schedule(peak, warmup, [e * steps_per_epoch for e in opt.get("decay_epochs", ())])
   else:
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=0.0)
   if opt["name"] == "lars":
-    tx = optax.lars(
+    tx = lars(
       schedule,
-      weight_decay=opt["weight_decay"],
-      weight_decay_mask=mask,
-      trust_coefficient=opt.get("trust_coefficient", 0.001),
-      trust_ratio_mask=mask,
-      momentum=opt.get("momentum", 0.9),
+      opt["weight_decay"],
+      mask,
+      opt.get("trust_coefficient", 0.001),
+      opt.get("momentum", 0.9),
+      opt.get("lr_after_momentum", False),
     )
   elif opt["name"] == "sgd":  # SimCLR's fine-tuning optimizer: (Nesterov) momentum, decay only if asked for.
     tx = optax.chain(

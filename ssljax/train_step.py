@@ -134,6 +134,7 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
     if method.frozen is not None:  # Zero the final updates: no decay or momentum moves a frozen parameter.
       frozen = method.frozen(updates, state.step)
       updates = jax.tree.map(lambda u, f: jnp.where(f, jnp.zeros_like(u), u), updates, frozen)
+      opt_state = hold_frozen_state(opt_state, state.opt_state, frozen)
     params = optax.apply_updates(state.params, updates)
     if method.teacher_momentum is not None:  # EMA of the *updated* parameters; the step size is 1 - tau.
       tau = method.teacher_momentum(state.step)
@@ -162,6 +163,24 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
     target=target,
   )
   return new_state, metrics
+
+
+def hold_frozen_state(new_opt_state, old_opt_state, frozen):
+  """The optimizer state after an update in which the parameters marked in `frozen` took no part: every subtree
+  shaped like the parameters (momentum, Adam's moments) keeps its old values there, as in the references, which
+  give a frozen parameter no gradient (torch optimizers skip it), so nothing accumulates during a freeze and is
+  released after it. Scalars shared by all parameters (Adam's step count) still advance."""
+  structure = jax.tree.structure(frozen)
+
+  def per_parameter(tree):
+    return jax.tree.structure(tree) == structure
+
+  def hold(new, old):
+    if not per_parameter(new):
+      return new
+    return jax.tree.map(lambda n, o, f: jnp.where(f, o, n), new, old, frozen)
+
+  return jax.tree.map(hold, new_opt_state, old_opt_state, is_leaf=per_parameter)
 
 
 def all_finite(tree) -> jax.Array:

@@ -1,11 +1,14 @@
 """ResNet and projection head: parameter counts equal torchvision's, strides, widths, and BN semantics."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssljax.models import ProjectionHead, ResNet
+from ssljax.models import DINOHead, ProjectionHead, ResNet, ViT
 
 
 def _num_params(module, shape):
@@ -119,3 +122,55 @@ def test_initialisers_are_torchvisions_or_simclrs():
   params = head.init(jax.random.key(1), features, train=False)["params"]
   for dense in ("Dense_0", "Dense_1"):
     np.testing.assert_allclose(np.asarray(params[dense]["kernel"]).std(), 0.01, rtol=0.02)
+  # torchvision's default (MoCo v2, DINO's ResNet-50): each block's last BatchNorm starts at one, not zero.
+  params = ResNet(depth=18, width=0.125, small_stem=True, zero_init_residual=False).init(
+    jax.random.key(0), images, train=False
+  )["params"]
+  np.testing.assert_array_equal(params["_Block_0"]["final_bn"]["scale"], 1.0)
+
+
+def test_dino_head_initialisation_equals_the_reference():
+  """facebookresearch/dino `DINOHead`: MLP kernels N(0, 0.02^2) (trunc_normal_ at +-2 absolute), zero biases; the
+  weight-normalised layer's direction torch's Linear default U(+-1/sqrt(bottleneck))."""
+  head = DINOHead(out_dim=4096, hidden_dim=512, bottleneck_dim=256)
+  params = jax.jit(lambda: head.init(jax.random.key(0), jnp.zeros((2, 384)), train=False))()["params"]
+  for layer in ("Dense_0", "Dense_1", "Dense_2"):
+    np.testing.assert_allclose(np.asarray(params["mlp"][layer]["kernel"]).std(), 0.02, rtol=0.02)
+    np.testing.assert_array_equal(params["mlp"][layer]["bias"], 0.0)
+  direction = np.asarray(params["last_layer"])
+  bound = 256**-0.5
+  assert np.abs(direction).max() <= bound and np.abs(direction).max() > 0.999 * bound
+  np.testing.assert_allclose(direction.var(), bound**2 / 3, rtol=0.01)
+
+
+def test_vit_features_for_dino_linear_evaluation_and_moco_v3_initialisation():
+  """`cls_blocks` = 2 concatenates the normalised class tokens of the last two blocks: the first is a depth-1 ViT's
+  feature with the same weights; `patch_mean` appends the mean of the last block's normalised patch tokens.
+  moco-v3's ViT: q, k, v each Xavier [D, D] (bound sqrt(6 / 2D), above the fused matrix's sqrt(6 / 4D)), class
+  token std 1e-6."""
+  images = jax.random.uniform(jax.random.key(0), (3, 8, 8, 1))
+  vit = functools.partial(ViT, patch_size=4, width=32, num_heads=4)
+  deep = vit(depth=2, cls_blocks=2, patch_mean=True)
+  variables = deep.init(jax.random.key(1), images, train=False)
+  features = deep.apply(variables, images, train=False)
+  assert features.shape == (3, 96) and deep.feature_dim == 96
+  shallow = {
+    "params": {**variables["params"], "transformer": {"blocks_0": variables["params"]["transformer"]["blocks_0"]}}
+  }
+  np.testing.assert_allclose(features[:, :32], vit(depth=1).apply(shallow, images, train=False), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    features[:, 32:64], vit(depth=2).apply(variables, images, train=False), rtol=1e-5, atol=1e-6
+  )
+  tokens = deep.apply(
+    variables, deep.apply(variables, images, method="embed_patches"), train=False, method="encode_tokens"
+  )
+  np.testing.assert_allclose(features[:, 64:], tokens[:, 1:].mean(axis=1), rtol=1e-5, atol=1e-6)
+
+  moco = vit(depth=1, width=384, num_heads=12, qkv_init="separate", cls_token_std=1e-6)
+  params = nn.meta.unbox(jax.jit(lambda: moco.init(jax.random.key(2), jnp.zeros((1, 8, 8, 3)), train=False))())[
+    "params"
+  ]
+  qkv = np.asarray(params["transformer"]["blocks_0"]["attn"]["qkv"]["kernel"])
+  assert qkv.shape == (384, 3, 12, 32)
+  assert np.sqrt(6 / (4 * 384)) < np.abs(qkv).max() <= np.sqrt(6 / (2 * 384))
+  np.testing.assert_allclose(np.asarray(params["cls_token"]).std(), 1e-6, rtol=0.2)

@@ -1,5 +1,6 @@
 """Learning-rate scaling, warmup + cosine schedule, and LARS exclusions."""
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -81,3 +82,35 @@ def test_warmup_in_epochs_follows_the_batch_size():
   config.optimizer.warmup_steps = 5
   with pytest.raises(ConfigError, match="warmup_epochs: 2 and warmup_steps 5 are both set"):
     config_checks.validate(config)
+
+
+def test_lars_learning_rate_inside_or_after_momentum():
+  """SimCLR's LARS (optax.lars): v = m v + lr_t u, p -= v; BYOL's / MoCo v3's: v = m v + u, p -= lr_t v. With u = 1
+  (a bias: no trust ratio) and lr_t = 0.1, 0.2 over two steps, the second updates are 0.9 x 0.1 + 0.2 = 0.29 and
+  0.2 x (0.9 + 1) = 0.38."""
+  params, grads = {"bias": jnp.zeros(2)}, {"bias": jnp.ones(2)}
+  for lr_after_momentum, expected in ((False, 0.29), (True, 0.38)):
+    tx = optim.lars(lambda step: 0.1 * (step + 1), 0.0, optim.decay_mask, 0.001, 0.9, lr_after_momentum)
+    state = tx.init(params)
+    for _ in range(2):
+      updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(updates["bias"], -expected, rtol=1e-6)
+  # The default order keeps optax.lars' state layout (checkpoints of earlier runs restore).
+  default = optim.lars(0.1, 1e-6, optim.decay_mask, 0.001, 0.9, False).init(params)
+  reference = optax.lars(0.1, 1e-6, optim.decay_mask, trust_ratio_mask=optim.decay_mask).init(params)
+  assert jax.tree.structure(default) == jax.tree.structure(reference)
+
+
+def test_step_decay_and_decay_of_every_parameter():
+  """MoCo's linear classifier: lr 30 x 0.1 at epochs 60 and 80 (here 10 steps per epoch); every parameter decays
+  when `decay_norm_and_bias` (the references that pass all parameters to SGD)."""
+  config = _config(
+    name="sgd", base_lr=30.0, lr_scaling="none", weight_decay=0.5, warmup_steps=0, nesterov=False, momentum=0.0
+  )
+  config.optimizer.update(schedule="steps", decay_epochs=(60, 80), decay_norm_and_bias=True)
+  tx, schedule = optim.make_optimizer(config, batch_size=256, total_steps=1000, steps_per_epoch=10)
+  np.testing.assert_allclose([schedule(s) for s in (0, 599, 600, 799, 800, 999)], [30, 30, 3, 3, 0.3, 0.3], rtol=1e-6)
+  params = {"bias": jnp.ones(2)}
+  updates, _ = tx.update({"bias": jnp.zeros(2)}, tx.init(params), params)
+  np.testing.assert_allclose(updates["bias"], -30.0 * 0.5, rtol=1e-6)  # The decay reaches the bias.
+  assert not optim.decay_mask(params)["bias"]

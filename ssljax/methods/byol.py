@@ -23,8 +23,9 @@ def byol_objective(outputs, batch, step):
 
 def build(config, info) -> Method:
   section = config.byol
-  # BYOL's MLPs: Dense (with bias) -> BN -> ReLU -> Dense, hidden 4096, output 256 on ImageNet.
-  mlp = functools.partial(models.MLPHead, section.proj_dim, 2, section.hidden_dim, hidden_bias=True, last_bias=True)
+  # BYOL's MLPs (deepmind-research byol `networks.py`): Dense with bias -> BN -> ReLU -> Dense without bias, hidden
+  # 4096, output 256 on ImageNet.
+  mlp = functools.partial(models.MLPHead, section.proj_dim, 2, section.hidden_dim, hidden_bias=True, last_bias=False)
   return siamese.build_siamese(
     config,
     projector=mlp(name="projector"),

@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from ssljax import augment, models
@@ -14,7 +15,12 @@ from ssljax.methods import Method, cosine_momentum
 
 class SiameseModel(nn.Module):
   """views [2N] (view-major) -> {"features", "projections", "predictions"} [2N, ...]; `teach` -> the projections
-  of the same views through the teacher's encoder and projector."""
+  of the same views through the teacher's encoder and projector.
+
+  Each view goes through the networks on its own, as in every reference (BYOL's per-view `apply_once_fn`,
+  SimSiam's and MoCo v3's two forward calls): BatchNorm normalises a view by its own batch statistics, not by
+  statistics pooled over both views (which differ when the views are augmented differently), and its running
+  averages take one update per view."""
 
   encoder: nn.Module
   projector: nn.Module
@@ -22,16 +28,30 @@ class SiameseModel(nn.Module):
 
   def __call__(self, views, train: bool = True, teacher=None):
     del teacher  # The loss pairs the teacher's outputs with ours; nothing is stored.
-    features = self.encoder(views, train=train)
-    projections = self.projector(features, train=train)
-    return {"features": features, "projections": projections, "predictions": self.predictor(projections, train=train)}
+
+    def forward(view):
+      features = self.encoder(view, train=train)
+      projections = self.projector(features, train=train)
+      return {"features": features, "projections": projections, "predictions": self.predictor(projections, train=train)}
+
+    return per_view(forward, views)
 
   def encode(self, images):
     return self.encoder(images, train=False)
 
   def teach(self, views):
-    features = self.encoder(views, train=models.teacher_train_mode(self.encoder))
-    return {"projections": self.projector(features, train=True)}
+    def forward(view):
+      features = self.encoder(view, train=models.teacher_train_mode(self.encoder))
+      return {"projections": self.projector(features, train=True)}
+
+    return per_view(forward, views)
+
+
+def per_view(forward, views, num_views: int = 2):
+  """`forward` (a dict of [n, ...] outputs) applied to each of the `num_views` view-major parts of `views`
+  separately, its outputs concatenated back in view-major order."""
+  outputs = [forward(view) for view in jnp.split(views, num_views)]
+  return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
 
 
 def symmetric(pair_loss, outputs, target_key: str = "projections"):

@@ -19,8 +19,10 @@ class Classifier(nn.Module):
   """encoder -> [BatchNorm without affine] -> linear head.
 
   Attributes:
-    head_init_std: the head kernel's truncated-normal std (MAE fine-tuning 2e-5, MAE linear probing 0.01); 0
-      starts it at zero (SimCLR's `zero_init_logits_layer`).
+    head_init_std: the head kernel's N(0, std^2) (MAE fine-tuning 2e-5, the linear protocols 0.01: the references'
+      `trunc_normal_` cuts at +-2 absolute, so at these stds it is a plain normal); 0 starts it at zero (SimCLR's
+      `zero_init_logits_layer`); "fan_in": N(0, 1/fan_in) truncated at +-2 std (Haiku's Linear default: BYOL's
+      linear evaluation). The bias starts at zero.
     head_norm: MAE's linear probing puts a BatchNorm without scale and offset before the head (eps 1e-6).
     frozen_encoder: linear evaluation: the encoder runs in inference mode (its BatchNorm statistics fixed) and no
       gradient reaches it.
@@ -28,7 +30,7 @@ class Classifier(nn.Module):
 
   encoder: nn.Module
   num_classes: int
-  head_init_std: float = 2e-5
+  head_init_std: float | str = 2e-5
   head_norm: bool = False
   frozen_encoder: bool = False
 
@@ -42,7 +44,10 @@ class Classifier(nn.Module):
     if self.head_norm:
       norm = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-6, use_scale=False, use_bias=False)
       head_input = norm(features.astype(jnp.float32))
-    init = nn.initializers.truncated_normal(self.head_init_std) if self.head_init_std else nn.initializers.zeros
+    if self.head_init_std == "fan_in":
+      init = nn.initializers.truncated_normal(features.shape[-1] ** -0.5)
+    else:
+      init = nn.initializers.normal(self.head_init_std) if self.head_init_std else nn.initializers.zeros
     head = nn.Dense(self.num_classes, kernel_init=init, name="head")
     return {"features": features, "logits": head(head_input)}
 

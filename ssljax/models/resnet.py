@@ -48,6 +48,7 @@ class _Block(nn.Module):
   bottleneck: bool
   norm: Any
   conv: Any
+  zero_init_residual: bool = True
 
   @nn.compact
   def __call__(self, x):
@@ -60,8 +61,10 @@ class _Block(nn.Module):
     else:
       y = nn.relu(self.norm()(self.conv(self.filters, (3, 3), self.strides)(x)))
       y = self.conv(self.filters, (3, 3))(y)
-    # The last BN of each block starts at zero so every block starts as the identity (as in SimCLR's ResNet).
-    y = self.norm(scale_init=nn.initializers.zeros, name="final_bn")(y)
+    # The last BN of each block starts at zero so every block starts as the identity (SimCLR's ResNet, torchvision's
+    # zero_init_residual=True); torchvision's default starts it at one (MoCo v2, DINO).
+    scale_init = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
+    y = self.norm(scale_init=scale_init, name="final_bn")(y)
     if residual.shape != y.shape:
       residual = self.norm()(self.conv(out_filters, (1, 1), self.strides, name="shortcut_conv")(residual))
     return nn.relu(y + residual)
@@ -77,6 +80,7 @@ class ResNet(nn.Module):
     dtype: computation dtype (e.g. bfloat16); parameters stay float32.
     bn_momentum: running-average decay of the BatchNorm statistics.
     conv_init: a key of CONV_INITS.
+    zero_init_residual: each block's last BatchNorm scale starts at zero (else one).
   """
 
   depth: int = 50
@@ -85,6 +89,7 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   conv_init: str = "he_fan_out"
+  zero_init_residual: bool = True
 
   @property
   def downsampling(self) -> int:
@@ -114,7 +119,7 @@ class ResNet(nn.Module):
     for stage, num_blocks in enumerate(stage_sizes):
       for index in range(num_blocks):
         strides = 2 if stage > 0 and index == 0 else 1
-        x = _Block(base * 2**stage, strides, block == "bottleneck", norm, conv)(x)
+        x = _Block(base * 2**stage, strides, block == "bottleneck", norm, conv, self.zero_init_residual)(x)
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
@@ -175,7 +180,9 @@ class DINOHead(nn.Module):
   a `bottleneck_dim` bottleneck, l2-normalised, then a weight-normalised linear layer without bias to `out_dim`
   logits. With `norm_last_layer` its weight-norm gain is fixed at 1 (each output unit's weight vector is unit
   length); otherwise the gain `last_layer_gain` is learned. `use_bn` puts BatchNorm after the hidden layers (the
-  reference's `use_bn_in_head`)."""
+  reference's `use_bn_in_head`). Initialised as the reference: MLP kernels N(0, 0.02^2) (its `trunc_normal_(std=.02)`
+  cuts at +-2 absolute, i.e. never at this std), zero biases, the last layer's direction U(+-1/sqrt(bottleneck))
+  (torch's default for the Linear it weight-normalises)."""
 
   out_dim: int = 65536
   hidden_dim: int = 2048
@@ -196,11 +203,13 @@ class DINOHead(nn.Module):
       last_bias=True,
       activation=functools.partial(nn.gelu, approximate=False),
       dtype=self.dtype,
+      kernel_init_std=0.02,
       name="mlp",
     )
     x = mlp(x, train=train)
     x = x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
-    direction = self.param("last_layer", nn.initializers.lecun_normal(), (self.bottleneck_dim, self.out_dim))
+    torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")  # U(+-1/sqrt(fan_in))
+    direction = self.param("last_layer", torch_linear_init, (self.bottleneck_dim, self.out_dim))
     weight = direction * jax.lax.rsqrt(jnp.sum(direction * direction, axis=0, keepdims=True))
     if not self.norm_last_layer:
       weight = weight * self.param("last_layer_gain", nn.initializers.ones, (self.out_dim,))

@@ -158,22 +158,33 @@ def _adapted(layer_output, x, lora: tuple | None, out_shape: tuple, num_in_axes:
   return layer_output + LoRA(out_shape, num_in_axes, *lora, dtype=dtype, name=name)(x)
 
 
+def separate_qkv_xavier(key, shape, dtype=jnp.float32):
+  """Xavier-uniform for a fused [D, 3D] qkv kernel as three [D, D] matrices, U(+-sqrt(6 / 2D)) (moco-v3's
+  `vits.py`), where the fused matrix's own Xavier bound is sqrt(6 / 4D)."""
+  limit = np.sqrt(6.0 / (shape[0] + shape[-1] // 3))
+  return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+
+QKV_INITS = {"fused": _xavier, "separate": separate_qkv_xavier}
+
+
 class Attention(nn.Module):
   num_heads: int
   dtype: Any = jnp.float32
   lora: tuple | None = None  # (rank, alpha): LoRA on the qkv and output projections.
+  qkv_init: str = "fused"  # A key of QKV_INITS.
 
   @nn.compact
   def __call__(self, x):
     width = x.shape[-1]
     head_dim = width // self.num_heads
-    # DenseGeneral initialises the flattened [D, 3D] kernel: fan-in D, fan-out 3D, as the reference's Xavier
-    # init of its fused qkv weight.
+    # DenseGeneral initialises the flattened [D, 3D] kernel: fan-in D, fan-out 3D, as MAE's Xavier init of its
+    # fused qkv weight ("fused"), or as three [D, D] matrices ("separate": moco-v3).
     qkv_shape = (3, self.num_heads, head_dim)
     qkv = nn.DenseGeneral(
       qkv_shape,
       dtype=self.dtype,
-      kernel_init=partitioned(_xavier, ("embed", "qkv", "heads", "kv")),
+      kernel_init=partitioned(QKV_INITS[self.qkv_init], ("embed", "qkv", "heads", "kv")),
       bias_init=partitioned(nn.initializers.zeros, ("qkv", "heads", "kv")),
       name="qkv",
     )(x)
@@ -222,12 +233,14 @@ class Block(nn.Module):
   drop_path: float = 0.0
   dtype: Any = jnp.float32
   lora: tuple | None = None  # (rank, alpha): LoRA on every linear layer of the block.
+  qkv_init: str = "fused"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     width, hidden = x.shape[-1], int(x.shape[-1] * self.mlp_ratio)
     drop = nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train or self.drop_path == 0)
-    x = x + drop(Attention(self.num_heads, self.dtype, self.lora, name="attn")(layer_norm(self.dtype, "norm1")(x)))
+    attention = Attention(self.num_heads, self.dtype, self.lora, self.qkv_init, name="attn")
+    x = x + drop(attention(layer_norm(self.dtype, "norm1")(x)))
     y = layer_norm(self.dtype, "norm2")(x)
     h = _adapted(
       dense(hidden, ("embed", "mlp"), self.dtype, "fc1")(y), y, self.lora, (hidden,), 1, self.dtype, "fc1_lora"
@@ -263,12 +276,19 @@ class Transformer(nn.Module):
   drop_path: float = 0.0
   dtype: Any = jnp.float32
   lora: tuple | None = None
+  qkv_init: str = "fused"
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, train: bool = True, last_blocks: int | None = None):
+    """The last block's output, or with `last_blocks` = n the list of the last n blocks' outputs."""
+    outputs = []
     for i, rate in enumerate(np.linspace(0.0, self.drop_path, self.depth)):
-      x = Block(self.num_heads, self.mlp_ratio, float(rate), self.dtype, self.lora, name=f"blocks_{i}")(x, train)
-    return x
+      block = Block(
+        self.num_heads, self.mlp_ratio, float(rate), self.dtype, self.lora, self.qkv_init, name=f"blocks_{i}"
+      )
+      x = block(x, train)
+      outputs.append(x)
+    return x if last_blocks is None else outputs[-last_blocks:]
 
 
 class ViT(nn.Module):
@@ -285,6 +305,12 @@ class ViT(nn.Module):
     learned_pos_embed: the position embedding is a parameter (initialised to the 2D sin-cos values, zeros for the
       class token) instead of the fixed sin-cos table: MAE's fine-tuning trains it, its pretraining does not.
     lora: (rank, alpha): a `LoRA` branch on every linear layer of the blocks (qkv, output projection, MLP).
+    qkv_init: "fused" (MAE) or "separate" (moco-v3): see `QKV_INITS`.
+    cls_token_std: the class token's initial N(0, std^2) (MAE 0.02, moco-v3 1e-6).
+    cls_blocks, patch_mean: with pool="cls", the features are the normalised class tokens of the last
+      `cls_blocks` blocks, concatenated, and with `patch_mean` also the mean of the last block's normalised patch
+      tokens: DINO's linear evaluation (ViT-S/16: 4 blocks; ViT-B/16: 1 block and the patch mean). They add no
+      parameters, so an encoder trained with the defaults evaluates with any of them.
   """
 
   patch_size: int
@@ -296,14 +322,20 @@ class ViT(nn.Module):
   drop_path: float = 0.0
   learned_pos_embed: bool = False
   lora: tuple | None = None
+  qkv_init: str = "fused"
+  cls_token_std: float = 0.02
+  cls_blocks: int = 1
+  patch_mean: bool = False
   dtype: Any = jnp.float32
 
   def setup(self):
     self.patch_embed = dense(self.width, ("patch", "embed"), self.dtype, "patch_embed")
     self.cls_token = self.param(
-      "cls_token", partitioned(nn.initializers.normal(0.02), (None, None, "embed")), (1, 1, self.width)
+      "cls_token", partitioned(nn.initializers.normal(self.cls_token_std), (None, None, "embed")), (1, 1, self.width)
     )
-    self.transformer = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.drop_path, self.dtype, self.lora)
+    self.transformer = Transformer(
+      self.depth, self.num_heads, self.mlp_ratio, self.drop_path, self.dtype, self.lora, self.qkv_init
+    )
     self.position = PositionEmbedding(self.width, self.learned_pos_embed, name="pos_embed")
     if self.learned_pos_embed:
       self.cls_pos_embed = self.param("cls_pos_embed", nn.initializers.zeros, (1, 1, self.width))
@@ -316,20 +348,30 @@ class ViT(nn.Module):
 
   @property
   def feature_dim(self) -> int:
-    return self.width
+    return self.width * (self.cls_blocks + self.patch_mean) if self.pool == "cls" else self.width
 
   def embed_patches(self, images):
     tokens = self.patch_embed(patchify(images, self.patch_size))
     return tokens + self.position(tokens.shape[1]).astype(tokens.dtype)
 
-  def encode_tokens(self, tokens, train: bool = True):
-    """[N, L', width] position-embedded tokens -> [N, 1 + L', width]; the class token (position embedding 0)
-    comes first. With pool="mean" the output is not normalised (only the pooled vector is)."""
+  def _with_class_token(self, tokens):
+    """The class token (position embedding 0) prepended to [N, L', width] tokens."""
     cls = self.cls_token + self.cls_pos_embed if self.learned_pos_embed else self.cls_token
     cls = jnp.broadcast_to(cls.astype(tokens.dtype), (tokens.shape[0], 1, self.width))
-    x = self.transformer(jnp.concatenate([cls, tokens], axis=1), train)
+    return jnp.concatenate([cls, tokens], axis=1)
+
+  def encode_tokens(self, tokens, train: bool = True):
+    """[N, L', width] position-embedded tokens -> [N, 1 + L', width]; the class token comes first. With
+    pool="mean" the output is not normalised (only the pooled vector is)."""
+    x = self.transformer(self._with_class_token(tokens), train)
     return self.norm(x) if self.pool == "cls" else x
 
   def __call__(self, images, train: bool = True):
-    x = self.encode_tokens(self.embed_patches(images), train)
-    return x[:, 0] if self.pool == "cls" else self.fc_norm(x[:, 1:].mean(axis=1))
+    tokens = self._with_class_token(self.embed_patches(images))
+    if self.pool == "mean":
+      return self.fc_norm(self.transformer(tokens, train)[:, 1:].mean(axis=1))
+    outputs = self.transformer(tokens, train, last_blocks=self.cls_blocks)
+    features = [self.norm(x[:, 0]) for x in outputs]
+    if self.patch_mean:
+      features.append(self.norm(outputs[-1][:, 1:]).mean(axis=1))
+    return features[0] if len(features) == 1 else jnp.concatenate(features, axis=-1)
