@@ -2,8 +2,12 @@
 EMA teacher (momentum 0.996 -> 1, cosine per step) only the global ones; the student matches the teacher's
 centred, sharpened distribution over `out_dim` prototypes on every pair of different crops. The centre is a buffer
 (EMA of the global-batch mean teacher logits, momentum 0.9); the teacher temperature warms up per epoch (0.04 ->
-0.07 over 30 epochs); the head's weight-normalised last layer is frozen during the first epoch; evaluation reads
-the teacher, as the paper's."""
+0.07 over 30 epochs); the head's weight-normalised last layer is frozen during the first epoch (or
+`freeze_last_layer_steps`), its optimizer state held too; evaluation reads the teacher, as the paper's.
+
+Besides the teacher's entropy (log K when flat, 0 on one prototype), each step logs whether the teacher is
+view-invariant, which entropy alone cannot show (`view_invariance`: how alike the teacher's outputs for two crops
+of one image are, against two crops of different images)."""
 
 import functools
 
@@ -11,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssljax import augment, losses, models
+from ssljax.config import ConfigError
 from ssljax.config_checks import NUMBER, Optional
 from ssljax.methods import Method, cosine_momentum, freeze_paths
 
@@ -28,6 +33,7 @@ SCHEMA = {
   "momentum": NUMBER,
   "final_momentum": NUMBER,
   "freeze_last_layer_epochs": int,
+  "freeze_last_layer_steps": Optional(int),  # Instead of epochs: on a small dataset an epoch is a few steps.
 }
 
 
@@ -82,8 +88,27 @@ def dino_objective(outputs, batch, step, section, steps_per_epoch: int):
     "embedding_std": losses.embedding_std(outputs["features"]),
     "teacher_entropy": entropy,  # Collapse to uniform: log(out_dim); to one prototype: 0.
     "teacher_temperature": temperature,
+    **view_invariance(teacher_logits),
   }
   return loss, metrics
+
+
+def view_invariance(teacher_logits):
+  """How view-invariant the teacher is, from its crop-major logits [2N, K] centred by their batch mean (what
+  sets one image apart from the others): "teacher_view_correlation", the mean Pearson correlation over the K
+  prototypes between the two crops of each image, "teacher_other_correlation", the same between crops of
+  different images (image i's first crop and image i + 1's second), and "teacher_view_agreement", the fraction
+  of images whose crops pick the same top prototype. Learned invariance: the first well above the second."""
+  centred = teacher_logits.astype(jnp.float32)
+  centred = centred - centred.mean(axis=0, keepdims=True)
+  centred = centred - centred.mean(axis=-1, keepdims=True)
+  unit = centred / jnp.maximum(jnp.linalg.norm(centred, axis=-1, keepdims=True), 1e-12)
+  first, second = jnp.split(unit, 2)
+  return {
+    "teacher_view_correlation": jnp.sum(first * second, axis=-1).mean(),
+    "teacher_other_correlation": jnp.sum(first * jnp.roll(second, 1, axis=0), axis=-1).mean(),
+    "teacher_view_agreement": jnp.mean(jnp.argmax(first, axis=-1) == jnp.argmax(second, axis=-1)),
+  }
 
 
 def build(config, info) -> Method:
@@ -98,7 +123,11 @@ def build(config, info) -> Method:
     name="head",
   )
   global_views, local_view, num_local = augment.view_configs(config)
-  frozen_steps = section.freeze_last_layer_epochs * info.steps_per_epoch
+  frozen_steps = section.get("freeze_last_layer_steps")
+  if frozen_steps is None:
+    frozen_steps = section.freeze_last_layer_epochs * info.steps_per_epoch
+  if frozen_steps < 0:
+    raise ConfigError(f"config.dino.freeze_last_layer_steps: {frozen_steps} must be at least 0")
   return Method(
     model=DINOModel(encoder, head, section.center_momentum),
     make_inputs=functools.partial(_crops, global_views=global_views, local_view=local_view, num_local=num_local),
