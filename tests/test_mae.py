@@ -360,6 +360,7 @@ def _train_mae_digits(workdir, *overrides):
   return json.loads((workdir / "results.json").read_text())
 
 
+@pytest.mark.slow  # 4 to 5 minutes on 2 cores: the default run stays under CI's 30 minutes.
 def test_mae_digits_shortened_learns_to_reconstruct(tmp_path):
   """mae_digits for about half its default steps, with a short fine-tune: the held-out masked-patch error falls
   well below predicting the mean patch, and fine-tuning from MAE beats fine-tuning from scratch."""
