@@ -5,13 +5,14 @@ r"""SimCLR on scikit-learn's digits: the embedded default, real data with no dow
   python -m ssljax.train --config configs/simclr_digits.py:runlocal,train_only --workdir /tmp/ssljax/pretrain_only
   python -m ssljax.train --config configs/simclr_digits.py:self_training --workdir /tmp/ssljax/self_training
 
-Expected (2-core CPU, about 9 minutes, 6 of them training): the SSL features beat raw pixels and a random
+Expected (2-core CPU, 12 to 15 minutes, 8 to 9.5 of them training): the SSL features beat raw pixels and a random
 encoder (a fair random network: `ssljax/baselines.py`) with few labels. Measured (test accuracy, README, each
-number with its protocol; SSL / raw pixels / random init): fast linear probe (`linear_fast`) 10 per class 0.942 /
-0.853 / 0.528, all labels 0.986 / 0.972 / 0.783; SimCLR's linear evaluation (`linear_simclr`, all labels) 0.972 /
-- / 0.642; few-shot ridge 1 shot 0.683 / 0.678 / 0.318, 10 shots 0.948 / 0.900 / 0.567; kNN k=20 0.972 / 0.986 /
-0.800; fine-tuning on 1% / 10% of the labels 0.611 / 0.944 (random init 0.131 / 0.539); t-SNE silhouette 0.47 /
-0.46. `:self_training` adds self-training with data distillation (lecture 002); see benchmarks/RESULTS.md.
+number with its protocol; SSL / raw pixels / random init, 2026-12-04): fast linear probe (`linear_fast`) 10 per
+class 0.939 / 0.853 / 0.528, all labels 0.989 / 0.972 / 0.783; SimCLR's linear evaluation (`linear_simclr`, all
+labels) 0.972 / - / 0.642; few-shot ridge 1 shot 0.731 / 0.678 / 0.318, 10 shots 0.966 / 0.900 / 0.567; kNN k=20
+0.981 / 0.986 / 0.800; fine-tuning on 1% / 10% of the labels 0.561 / 0.950 (random init 0.131 / 0.533); t-SNE
+silhouette 0.46 / 0.44. `:self_training` adds self-training with data distillation (lecture 002); see
+benchmarks/RESULTS.md.
 """
 
 import ml_collections
