@@ -158,14 +158,9 @@ def _adapted(layer_output, x, lora: tuple | None, out_shape: tuple, num_in_axes:
   return layer_output + LoRA(out_shape, num_in_axes, *lora, dtype=dtype, name=name)(x)
 
 
-def separate_qkv_xavier(key, shape, dtype=jnp.float32):
-  """Xavier-uniform for a fused [D, 3D] qkv kernel as three [D, D] matrices, U(+-sqrt(6 / 2D)) (moco-v3's
-  `vits.py`), where the fused matrix's own Xavier bound is sqrt(6 / 4D)."""
-  limit = np.sqrt(6.0 / (shape[0] + shape[-1] // 3))
-  return jax.random.uniform(key, shape, dtype, -limit, limit)
-
-
-QKV_INITS = {"fused": _xavier, "separate": separate_qkv_xavier}
+# Xavier-uniform of the fused [D, 3D] qkv kernel (MAE), or of q, k and v as three [D, D] matrices (moco-v3's
+# `vits.py`): bound sqrt(6 / 2D), which is the fused kernel's fan_avg (2D) at scale 2.
+QKV_INITS = {"fused": _xavier, "separate": nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")}
 
 
 class Attention(nn.Module):
