@@ -126,7 +126,7 @@ def get_config(arg: str = ""):
     lora = {k: v for k, v in config.evals.finetune.to_dict().items() if k not in ("type", "baselines")}
     lora["optimizer"].update(base_lr=4e-3, layer_decay=1.0)  # Adapters start at 0: a larger lr, no layer decay.
     config.evals.lora = dict(lora, type="lora_finetune", rank=8, alpha=16.0)
-  if "runlocal" in arg.split(","):  # A ~30 s smoke run of the whole pipeline.
+  if "runlocal" in arg.split(","):  # A smoke run of the whole pipeline (~1 min on 2 cores).
     config.batch_size = 64
     config.total_steps = 12
     config.log_every = 2

@@ -7,6 +7,7 @@ import sys
 
 import jax
 from absl import flags, logging
+from tqdm import tqdm
 
 from ssljax.config import ConfigError
 
@@ -87,8 +88,17 @@ def run_command(command):
   try:
     command()
   except OSError as error:  # A file the run needs (e.g. a tfds data_dir) cannot be read.
-    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    print_error(" ".join(str(error).split()))
     sys.exit(2)
   except ConfigError as error:
-    print(f"error: {error}", file=sys.stderr)
+    print_error(str(error))
     sys.exit(2)
+
+
+def print_error(message: str):
+  """`error: message` as the last line on stderr, on its own: a progress bar still showing is closed first (left as
+  it stood), and what would break the line (a file name holding a newline, say) is escaped as Python writes it."""
+  for bar in list(tqdm._instances):  # noqa: SLF001 - tqdm's registry of open bars; it has no public "close all".
+    bar.close()
+  one_line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+  print(f"error: {one_line}", file=sys.stderr, flush=True)

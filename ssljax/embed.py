@@ -29,9 +29,14 @@ _OUT = flags.DEFINE_string("out", None, "The .npz file to write.")
 def _source(config, name: str | None, split: str | None):
   """(source, file names or None) for `--data` / `--split`."""
   if name and os.path.isdir(name):
-    directory = os.path.abspath(name)
-    source = data.FolderSource(
-      os.path.dirname(directory), os.path.basename(directory), config.dataset.image_size, config.dataset.channels
+    directory, dataset = os.path.abspath(name), config.dataset
+    source = data.FolderSource(  # Decoded as the run's own folders are: its centre crop, its bad-file policy.
+      os.path.dirname(directory),
+      os.path.basename(directory),
+      dataset.image_size,
+      dataset.channels,
+      skip_bad_files=dataset.get("skip_bad_files", False),
+      center_crop=dataset.get("center_crop", 1.0),
     )
     return source, np.array([os.path.relpath(f, directory) for f in source.files])
   dataset = config.dataset.to_dict()

@@ -155,6 +155,10 @@ def test_the_scratch_finetune_trains_without_layerwise_decay(monkeypatch):
   own = {**settings["optimizer"], "weight_decay": 0.3, "layer_decay": 1.0}
   finetune.run(context, **settings, scratch_optimizer=own)
   assert recipes["random_init"]["weight_decay"] == 0.3 and recipes["ssl"]["weight_decay"] == 0.05
+  recipes.clear()
+  config.eval_baselines = ()  # The run's one switch for baselines turns the scratch fine-tune off too.
+  finetune.run(context, **settings)
+  assert list(recipes) == ["ssl"]
 
 
 def test_reconstruction_mean_patch_streams_the_training_split():

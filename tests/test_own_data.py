@@ -10,12 +10,13 @@ import zlib
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 from sklearn.datasets import load_digits
 
 import ssljax
 from configs import simclr_digits
-from ssljax import data, embed, experiment
+from ssljax import cli, data, embed, experiment
 from ssljax.config import ConfigError
 
 
@@ -81,6 +82,18 @@ def test_a_folder_without_classes_pretrains_and_embeds(digit_pngs, tmp_path, cap
   )
 
 
+def test_embed_reads_a_directory_as_the_run_reads_its_folders(digit_pngs, tmp_path):
+  """`embed --data DIR` decodes with the run's centre crop and skips bad files when the run does."""
+  images, _ = digit_pngs
+  _write_pngs(tmp_path / "new", images[:4])
+  (tmp_path / "new" / "broken.png").write_bytes(b"not a png")
+  config = _config(tmp_path, center_crop=0.5, skip_bad_files=True)
+  source, files = embed._source(config, str(tmp_path / "new"), None)
+  assert list(files) == [f"{i:03d}.png" for i in range(4)]
+  expected = data.preprocess([image[..., None] for image in images[:4]], config.dataset.image_size, center_crop=0.5)
+  np.testing.assert_allclose(source.get(range(4))["image"], expected, atol=1 / 255)
+
+
 def test_a_corrupt_image_is_named_or_skipped(digit_pngs, tmp_path, caplog):
   images, labels = digit_pngs
   _write_pngs(tmp_path / "train", images[:20], labels[:20])
@@ -93,6 +106,26 @@ def test_a_corrupt_image_is_named_or_skipped(digit_pngs, tmp_path, caplog):
   source = data.load_source(config, "train")
   assert len(source) == 20 and str(broken) not in source.files
   assert "skipped 1 unreadable images (config.dataset.skip_bad_files)" in caplog.text
+
+
+def test_an_image_broken_past_its_header_is_one_line_of_its_own_below_the_progress_bar(digit_pngs, tmp_path, capsys):
+  """A PNG whose header reads but whose pixels are cut off is found when training first decodes it: the error is
+  the last line, of its own, below the bar (as a terminal shows it), and a newline in its name is escaped."""
+  images, labels = digit_pngs
+  _write_pngs(tmp_path / "data" / "train", images[:64], labels[:64])
+  _write_pngs(tmp_path / "data" / "test", images[64:], labels[64:])
+  good = tmp_path / "data" / "train" / "class_0" / "000.png"
+  broken = good.with_name("cut\noff.png")
+  broken.write_bytes(good.read_bytes()[:-30])  # The header and part of the pixel data.
+  good.unlink()
+  config = _config(tmp_path / "data")
+  flags.FLAGS.mark_as_parsed()  # `cli.run_command` reads its own flags' defaults.
+  with pytest.raises(SystemExit):
+    cli.run_command(lambda: experiment.train_and_evaluate(config, str(tmp_path / "run")))
+  rows = [line.split("\r")[-1] for line in capsys.readouterr().err.split("\n")]  # What each terminal row shows.
+  last = [row for row in rows if row.strip()][-1]
+  escaped = re.escape(str(broken).replace("\n", "\\n"))
+  assert re.fullmatch(rf"error: config.dataset: cannot read image {escaped} \(image file is truncated\)", last)
 
 
 def test_hidden_folders_are_no_classes_and_a_mixed_layout_is_named(digit_pngs, tmp_path):
@@ -168,7 +201,9 @@ def test_a_failing_evaluator_loses_no_other_result(tmp_path, capsys):
     experiment.train_and_evaluate(config, str(workdir))
   results = json.loads((workdir / "results.json").read_text())
   assert results and all(key.startswith("knn/ssl/") for key in results), results
-  lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluator ")]
+  stderr = capsys.readouterr().err
+  assert re.search(r"features \(ssl\) of the training split: +\d+%\|.*\| \d+/1 \[", stderr)  # Its progress bar.
+  lines = [line for line in stderr.splitlines() if line.startswith("evaluator ")]
   assert lines[0] == "evaluator 1 of 2: embedding (embedding_plot)" and lines[2] == "evaluator 2 of 2: knn (knn)"
   assert lines[1].startswith("evaluator embedding: ") and re.fullmatch(r"evaluator knn: \d+\.\d s", lines[3])
 

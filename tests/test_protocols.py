@@ -2,6 +2,7 @@
 distillation: the classifier's formulas, what is frozen, the pseudo-labels, and which runs the evaluators make."""
 
 import importlib
+import re
 import types
 
 import flax.linen as nn
@@ -175,28 +176,45 @@ def test_linear_eval_trains_one_head_per_encoder_on_a_frozen_encoder(monkeypatch
   config = simclr_digits.get_config()
   runs, built = [], []
   monkeypatch.setattr(linear_eval, "build_trainer", lambda c, *args: built.append(c) or "trainer")
-  monkeypatch.setattr(finetune, "train_classifier", lambda c, m, init, *a: runs.append((c, init, a[-1])) or (0, 0))
+
+  def train(c, m, init, source, seed, trainer, label):
+    runs.append((c, init, label, trainer))
+    return 0, 0
+
+  monkeypatch.setattr(finetune, "train_classifier", train)
   monkeypatch.setattr(finetune, "test_accuracy", lambda *args: 0.5)
   settings = {k: v for k, v in config.evals.linear_simclr.items() if k != "type"}
   results = linear_eval.run(_Context(config), **settings)
   assert results == {"linear_simclr/ssl/all": 0.5, "linear_simclr/random_init/all": 0.5}
-  assert [init for _, init, _ in runs] == [{"params": "ssl"}, {"params": "random"}]
+  assert [(init, label) for _, init, label, _ in runs] == [
+    ({"params": "ssl"}, "linear_simclr/ssl/all"),
+    ({"params": "random"}, "linear_simclr/random_init/all"),
+  ]
   assert len(built) == 1 and all(trainer == "trainer" for *_, trainer in runs)
   run_config = built[0]
   assert run_config.supervised.frozen_encoder and run_config.supervised.head_init_std == 0.0
   assert (run_config.optimizer.name, run_config.batch_size, run_config.augment.jitter_prob) == ("sgd", 40, 0.0)
   with pytest.raises(ConfigError, match="raw_pixels"):
     linear_eval.run(_Context(config), **{**settings, "baselines": ("raw_pixels",)})
+  config.eval_baselines = ()  # The run's one switch for baselines: the random network gets no head either.
+  assert linear_eval.run(_Context(config), **settings) == {"linear_simclr/ssl/all": 0.5}
 
 
-def test_linear_eval_step_moves_only_the_head():
+def test_linear_eval_step_moves_only_the_head(capsys):
+  """Training moves the head alone, behind a progress bar named by the result it computes (steps and ETA)."""
   config = simclr_digits.get_config("runlocal")
   settings = {k: v for k, v in config.evals.linear_simclr.items() if k not in ("type", "protocol")}
   run_config = linear_eval.linear_eval_config(config, 64, settings)
-  trainer = train_step.build_trainer(run_config, sharding.make_mesh(), 64, 10)
+  mesh = sharding.make_mesh()
+  trainer = train_step.build_trainer(run_config, mesh, 64, 10)
   state = trainer.make_state(0)
   frozen = trainer.method.frozen(state.params, 0)
   assert all(jax.tree.leaves(frozen["encoder"])) and not any(jax.tree.leaves(frozen["head"]))
+  source = data.ArraySource(jax.random.uniform(jax.random.key(0), (64, 8, 8, 1)), np.arange(64) % 10, 10)
+  _, trained = finetune.train_classifier(run_config, mesh, None, source, 0, trainer, "linear_simclr/ssl/all")
+  jax.tree.map(np.testing.assert_array_equal, trained["params"]["encoder"], state.params["encoder"])
+  assert not np.allclose(trained["params"]["head"]["kernel"], state.params["head"]["kernel"])
+  assert re.search(rf"linear_simclr/ssl/all: +\d+%\|.*\| \d+/{trainer.num_steps} \[", capsys.readouterr().err)
 
 
 def test_transformed_views_are_centre_crops_and_mirrors():
@@ -239,11 +257,12 @@ def test_self_training_retrains_on_labelled_plus_confident_pseudo_labels(monkeyp
   settings.update(label_budgets=(1,), threshold=0.5, top_fraction=1.0)  # One labelled image per class.
   students = []
 
-  def train(run_config, mesh, init, source, seed, trainer=None):
+  def train(run_config, mesh, init, source, seed, trainer=None, label=None):
+    assert label == "self_training/ssl/1_per_class teacher"
     return "trainer", "teacher"
 
-  def accuracy(run_config, mesh, init, source, test_source, batch_size, seed):
-    students.append((run_config, source))
+  def accuracy(run_config, mesh, init, source, test_source, batch_size, seed, label):
+    students.append((run_config, source, label))
     return 0.75
 
   probabilities = np.zeros((3, 30, 10))
@@ -263,7 +282,8 @@ def test_self_training_retrains_on_labelled_plus_confident_pseudo_labels(monkeyp
     "self_training/ssl/1_per_class_pseudo_label_accuracy": np.mean(context.labels[kept] == 3),
     "self_training/ssl/1_per_class": 0.75,
   }
-  (student_config, source), *_ = students
+  (student_config, source, label), *_ = students
+  assert label == "self_training/ssl/1_per_class student"
   np.testing.assert_array_equal(source.indices, np.concatenate([labelled, kept]))
   labels = source.get(np.arange(25))["label"]
   np.testing.assert_array_equal(labels, np.r_[context.labels[labelled], np.full(15, 3)])

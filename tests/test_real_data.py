@@ -76,10 +76,27 @@ def test_a_run_found_through_the_environment_records_its_data_dir(tiny_data_dir,
   assert len(data.load_source(reloaded.dataset, reloaded.dataset.train_split)) == 64
 
 
-def test_prepare_without_network_is_a_one_line_error(tmp_path, monkeypatch):
-  def offline(self, **kwargs):
-    raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
+def test_prepare_without_network_fails_fast_and_leaves_nothing(tmp_path, monkeypatch):
+  """Offline, tfds's own downloader (here fetching a URL the tiny builder names) gives up after our few retries,
+  not tfds's ten, and the data dir holds afterwards exactly what it held before."""
+  import socket
 
-  monkeypatch.setattr(tiny_tfds.SsljaxTinyImages, "download_and_prepare", offline)
-  with pytest.raises(ConfigError, match=r"^NAME: downloading 'ssljax_tiny_images' failed \(ConnectionError: Failed"):
+  import urllib3
+
+  lookups = []
+
+  def offline(host, *args, **kwargs):
+    lookups.append(host)
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+  def split_generators(self, dl_manager):
+    dl_manager.download("https://ssljax-offline.invalid/images.tar")
+
+  monkeypatch.setattr(socket, "getaddrinfo", offline)
+  monkeypatch.setattr(urllib3.util.retry.Retry, "sleep", lambda self, response=None: None)  # No backoff waits.
+  monkeypatch.setattr(tiny_tfds.SsljaxTinyImages, "_split_generators", split_generators)
+  (tmp_path / "theirs.txt").write_text("kept")
+  with pytest.raises(ConfigError, match=r"^NAME: downloading 'ssljax_tiny_images' failed \(ConnectionError: "):
     prepare.prepare(tiny_tfds.NAME, str(tmp_path))
+  assert lookups.count("ssljax-offline.invalid") == prepare.DOWNLOAD_RETRIES + 1
+  assert sorted(p.name for p in tmp_path.rglob("*")) == ["theirs.txt"]

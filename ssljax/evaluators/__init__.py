@@ -23,17 +23,22 @@ from ssljax import data
 from ssljax.config import require_choice
 
 
-def extract_features(featurizers: dict, source, batch_size: int, batch_sharding, progress: str | None = None):
-  """Runs each featurizer (jitted images -> [B, D]) over all of `source` in order (with a progress bar labelled
-  `progress` if given).
+def progress_bar(iterable, label: str, total: int, unit: str = "step"):
+  """`iterable` behind a progress bar (its label, count, rate and ETA) on process 0's stderr, as training shows;
+  the bar is cleared when done, so that what an evaluator costs is one line (`run_evaluators`)."""
+  return tqdm(iterable, label, total=total, unit=unit, leave=False, disable=jax.process_index() > 0, dynamic_ncols=True)
+
+
+def extract_features(featurizers: dict, source, batch_size: int, batch_sharding, progress: str = "features"):
+  """Runs each featurizer (jitted images -> [B, D]) over all of `source` in order, behind a progress bar labelled
+  `progress`.
 
   Returns ({name: [len(source), D] float32 on the host}, labels [len(source)] int32).
   """
   chunks = {name: [] for name in featurizers}
   labels = []
   batches = data.eval_batches(source, batch_size, batch_sharding)
-  if progress:
-    batches = tqdm(batches, progress, total=-(-len(source) // batch_size), disable=jax.process_index() > 0)
+  batches = progress_bar(batches, progress, -(-len(source) // batch_size), unit="batch")
   for batch, valid in batches:
     for name, featurize in featurizers.items():
       features = multihost_utils.process_allgather(featurize(batch["image"]), tiled=True)
@@ -74,8 +79,13 @@ class EvalContext:
     and shared by every evaluator."""
     if self._features is None:
       batch_size = self.config.eval_batch_size
-      train, train_labels = extract_features(self.featurizers, self.train_source, batch_size, self.batch_sharding)
-      test, test_labels = extract_features(self.featurizers, self.test_source, batch_size, self.batch_sharding)
+      sharding, names = self.batch_sharding, ", ".join(self.featurizers)
+      train, train_labels = extract_features(
+        self.featurizers, self.train_source, batch_size, sharding, f"features ({names}) of the training split"
+      )
+      test, test_labels = extract_features(
+        self.featurizers, self.test_source, batch_size, sharding, f"features ({names}) of the test split"
+      )
       self._features = ({name: (train[name], test[name]) for name in self.featurizers}, train_labels, test_labels)
     return self._features
 
@@ -105,6 +115,12 @@ def registry() -> dict:
     "embedding_plot": embedding_plot.run,
     "reconstruction": reconstruction.run,
   }
+
+
+def own_baselines(context, baselines) -> tuple:
+  """The baselines an evaluator trains itself (fine-tuning's, linear evaluation's `baselines`) that
+  `config.eval_baselines` also names: that key switches every baseline of the run on or off at once."""
+  return tuple(name for name in baselines if name in context.config.get("eval_baselines", ()))
 
 
 LABEL_FREE = ("reconstruction",)  # Evaluators that run on unlabelled data; the others need the labels.

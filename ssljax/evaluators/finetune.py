@@ -14,6 +14,7 @@ from ml_collections import ConfigDict
 
 from ssljax import data
 from ssljax.config import ConfigError
+from ssljax.evaluators import own_baselines, progress_bar
 from ssljax.evaluators.label_budgets import budget_subset
 from ssljax.train_step import build_trainer, encoder_variables, run_steps, total_steps
 
@@ -65,10 +66,10 @@ def _merge(fresh: dict, pretrained: dict) -> dict:
   return {k: _merge(v, pretrained[k]) if k in pretrained else v for k, v in fresh.items()}
 
 
-def train_classifier(config, mesh, init_encoder, train_source, seed: int, trainer=None):
+def train_classifier(config, mesh, init_encoder, train_source, seed: int, trainer=None, label: str = "classifier"):
   """Trains the supervised run `config` on `train_source` from `init_encoder` variables (None: from scratch),
-  with `trainer` when given (built for this config and source: one compiled step serves several encoders).
-  Returns (trainer, the trained model's variables)."""
+  with `trainer` when given (built for this config and source: one compiled step serves several encoders), behind
+  a progress bar named `label`. Returns (trainer, the trained model's variables)."""
   trainer = trainer or build_trainer(config, mesh, len(train_source), train_source.num_classes)
   state = trainer.make_state(seed)
   if init_encoder is not None:
@@ -81,7 +82,7 @@ def train_classifier(config, mesh, init_encoder, train_source, seed: int, traine
     state = jax.device_put(state.replace(params=params, model_state=merged), trainer.state_sharding)
   sampler = data.StepIndexedSampler(len(train_source), config.batch_size, seed)
   batches = data.train_batches(train_source, sampler, trainer.batch_sharding, 0, trainer.num_steps)
-  for _, new_state, _ in run_steps(trainer.step, state, batches):
+  for _, new_state, _ in progress_bar(run_steps(trainer.step, state, batches), label, trainer.num_steps):
     state = new_state
   return trainer, {"params": state.params, **state.model_state}
 
@@ -104,9 +105,10 @@ def test_accuracy(trainer, variables, test_source, eval_batch_size: int, predict
   return correct / len(test_source)
 
 
-def finetune_accuracy(config, mesh, init_encoder, train_source, test_source, eval_batch_size: int, seed: int):
-  """Test accuracy after training `config` from `init_encoder` variables (None: from scratch)."""
-  trainer, variables = train_classifier(config, mesh, init_encoder, train_source, seed)
+def finetune_accuracy(config, mesh, init_encoder, train_source, test_source, eval_batch_size: int, seed: int, label):
+  """Test accuracy after training `config` from `init_encoder` variables (None: from scratch); `label` names its
+  progress bar."""
+  trainer, variables = train_classifier(config, mesh, init_encoder, train_source, seed, label=label)
   return test_accuracy(trainer, variables, test_source, eval_batch_size)
 
 
@@ -128,12 +130,13 @@ def run(
 ) -> dict:
   """{"finetune/<ssl | random_init>/<budget>": test accuracy}; `settings`: batch_size, epochs, warmup_epochs,
   optimizer (as `config.optimizer`, may set layer_decay and no_decay), augment, drop_path, label_smoothing;
-  the random_init baseline trains with `scratch_settings`."""
+  the random_init baseline (when `config.eval_baselines` names it too) trains with `scratch_settings`."""
   _, train_labels, _ = context.features()
   initial = {"ssl": (encoder_variables(context.variables), settings)}
   for name in baselines:
     if name != "random_init":
       raise ConfigError(f"config.evals.finetune.baselines: only 'random_init' can be fine-tuned, not {name!r}")
+  for name in own_baselines(context, baselines):
     initial[name] = (None, scratch_settings(settings, scratch_optimizer))
   results = {}
   for budget in label_budgets:
@@ -141,8 +144,8 @@ def run(
     source = data.SubsetSource(context.train_source, subset)
     for name, (init, recipe) in initial.items():
       config = finetune_config(context.config, len(source), recipe)
-      accuracy = finetune_accuracy(
-        config, context.mesh, init, source, context.test_source, context.config.eval_batch_size, seed
+      key = f"finetune/{name}/{budget_name}"
+      results[key] = finetune_accuracy(
+        config, context.mesh, init, source, context.test_source, context.config.eval_batch_size, seed, key
       )
-      results[f"finetune/{name}/{budget_name}"] = accuracy
   return results

@@ -32,7 +32,7 @@ one epoch's change). The papers' batch sizes are the config's `batch_size`.
 
 from ssljax import data
 from ssljax.config import ConfigError, require_choice
-from ssljax.evaluators import finetune
+from ssljax.evaluators import finetune, own_baselines
 from ssljax.evaluators.label_budgets import budget_subset
 from ssljax.train_step import build_trainer
 
@@ -147,11 +147,10 @@ def linear_eval_config(pretrain_config, num_examples: int, settings: dict):
 def run(context, protocol: str, label_budgets=("all",), baselines=("random_init",), seed: int = 0, **settings):
   """{"linear_<protocol>/<ssl | baseline>/<budget>": test accuracy}; `settings`: batch_size, epochs,
   warmup_epochs, optimizer, augment, head_norm, head_init_std, model (`paper_protocol` gives them)."""
-  encoders = {}
-  for name in ("ssl", *baselines):
+  for name in baselines:
     if name not in context.encoders:
       raise ConfigError(f"config.evals.<linear_eval>.baselines: {name!r} has no encoder to train a head on")
-    encoders[name] = context.encoders[name]()
+  encoders = {name: context.encoders[name]() for name in ("ssl", *own_baselines(context, baselines))}
   _, train_labels, _ = context.features()
   results = {}
   for budget in label_budgets:
@@ -161,7 +160,9 @@ def run(context, protocol: str, label_budgets=("all",), baselines=("random_init"
     trainer = build_trainer(config, context.mesh, len(source), source.num_classes)  # One compile for all encoders.
     predict = finetune.predictor(trainer)
     for name, variables in encoders.items():
-      _, trained = finetune.train_classifier(config, context.mesh, variables, source, seed, trainer)
-      accuracy = finetune.test_accuracy(trainer, trained, context.test_source, context.config.eval_batch_size, predict)
-      results[f"linear_{protocol}/{name}/{budget_name}"] = accuracy
+      key = f"linear_{protocol}/{name}/{budget_name}"
+      _, trained = finetune.train_classifier(config, context.mesh, variables, source, seed, trainer, key)
+      results[key] = finetune.test_accuracy(
+        trainer, trained, context.test_source, context.config.eval_batch_size, predict
+      )
   return results

@@ -38,8 +38,9 @@ def run(context, rank: int, alpha: float, label_budgets=("all",), seed: int = 0,
     source = data.SubsetSource(context.train_source, subset)
     config = finetune.finetune_config(context.config, len(source), settings)
     config.model.lora = dict(rank=rank, alpha=alpha)
-    results[f"lora_finetune/ssl/{budget_name}"] = finetune.finetune_accuracy(
-      config, context.mesh, init, source, context.test_source, context.config.eval_batch_size, seed
+    key = f"lora_finetune/ssl/{budget_name}"
+    results[key] = finetune.finetune_accuracy(
+      config, context.mesh, init, source, context.test_source, context.config.eval_batch_size, seed, key
     )
   trained, total = parameter_counts(config, context.mesh, len(source), source.num_classes)  # Same for every budget.
   results["lora_finetune/ssl/trained_params"] = trained

@@ -93,7 +93,10 @@ def run(
     unlabelled = np.setdiff1d(np.arange(len(train_labels)), labelled)
     labelled_source = data.SubsetSource(context.train_source, labelled)
     config = finetune.finetune_config(context.config, len(labelled), settings)
-    trainer, teacher = finetune.train_classifier(config, context.mesh, init, labelled_source, seed)
+    key = f"self_training/ssl/{budget_name}"
+    trainer, teacher = finetune.train_classifier(
+      config, context.mesh, init, labelled_source, seed, label=f"{key} teacher"
+    )
     results[f"self_training/ssl/{budget_name}_teacher"] = finetune.test_accuracy(
       trainer, teacher, context.test_source, eval_batch_size
     )
@@ -108,7 +111,7 @@ def run(
     student_labels = np.concatenate([train_labels[labelled], labels[kept]]).astype(np.int32)
     student_source = data.SubsetSource(context.train_source, indices, student_labels)
     student_config = finetune.finetune_config(context.config, len(indices), {**settings, "epochs": student_epochs})
-    results[f"self_training/ssl/{budget_name}"] = finetune.finetune_accuracy(
-      student_config, context.mesh, init, student_source, context.test_source, eval_batch_size, seed
+    results[key] = finetune.finetune_accuracy(
+      student_config, context.mesh, init, student_source, context.test_source, eval_batch_size, seed, f"{key} student"
     )
   return results
