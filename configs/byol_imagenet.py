@@ -1,7 +1,8 @@
 r"""BYOL on ImageNet (Grill et al. 2020): ResNet-50, batch 4096, LARS (lr 0.2 x B/256, weight decay 1.5e-6,
 biases and BatchNorm excluded), 10 warmup epochs then cosine, 1000 epochs; projector and predictor 4096 -> 256;
 target momentum 0.996 -> 1 (cosine, per step); asymmetric views (blur 1.0 / 0.1, solarisation 0 / 0.2, colour
-jitter 0.4 / 0.4 / 0.2 / 0.1 with probability 0.8, grayscale 0.2), bf16.
+jitter 0.4 / 0.4 / 0.2 / 0.1 with probability 0.8, grayscale 0.2) with DeepMind's colour operations (additive
+brightness, HSV saturation) and zero-padded blur, bf16.
 
   python -m ssljax.train --config configs/byol_imagenet.py --workdir gs://BUCKET/byol_imagenet
   python -m ssljax.train --config configs/byol_imagenet.py:runlocal --workdir /tmp/ssljax/byol_imagenet_local
@@ -29,7 +30,8 @@ def get_config(arg: str = ""):
   del config["simclr"]
   config.method = "byol"
   config.byol = dict(proj_dim=256, hidden_dim=4096, momentum=0.996, final_momentum=1.0)
-  config.augment.update(BYOL_AUGMENT)
+  # DeepMind's augmentations.py: brightness adds a delta, saturation scales S in HSV, the blur zero-pads.
+  config.augment.update(BYOL_AUGMENT, jitter_brightness="add", jitter_saturation="hsv", blur_padding="zero")
   config.views = ASYMMETRIC_VIEWS
   config.epochs = 1000
   config.optimizer = dict(

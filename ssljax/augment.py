@@ -25,9 +25,14 @@ class AugmentConfig:
   # Per-operation magnitudes (brightness, contrast, saturation, hue) as torchvision's ColorJitter(0.4, 0.4, 0.2,
   # 0.1) of BYOL / MoCo v2 / DINO; None: SimCLR's (0.8 s, 0.8 s, 0.8 s, 0.2 s) from `jitter_strength` s.
   jitter: tuple[float, float, float, float] | None = None
+  # How brightness and saturation change: "multiply" / "blend" as torchvision's ColorJitter (MoCo, SimSiam, DINO);
+  # "add" / "hsv" as tf.image and DeepMind's BYOL augmentations.py (a brightness delta, saturation scaled in HSV).
+  jitter_brightness: str = "multiply"
+  jitter_saturation: str = "blend"
   grayscale_prob: float = 0.2
   blur_prob: float = 0.0
   blur_sigma: tuple[float, float] = (0.1, 2.0)
+  blur_padding: str = "reflect"  # torchvision's GaussianBlur; "zero": a 'SAME' convolution (BYOL's, SimCLR's TF).
   solarize_prob: float = 0.0
 
 
@@ -141,25 +146,40 @@ def jitter_magnitudes(strength: float) -> tuple[float, float, float, float]:
   return (0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)
 
 
-def _shift_hue(image, shift):
+def _adjust_hsv(image, hue_shift, saturation_factor):
+  """`image` [H, W, 3] with its hue turned by `hue_shift` (of a turn) and its HSV saturation scaled by
+  `saturation_factor` (clipped to [0, 1]): tf.image.adjust_hue / adjust_saturation."""
   hue, saturation, value = _hsv(image[..., 0], image[..., 1], image[..., 2])
-  return _rgb((hue + shift) % 1.0, saturation, value)
+  return _rgb((hue + hue_shift) % 1.0, jnp.clip(saturation * saturation_factor, 0.0, 1.0), value)
 
 
-def color_jitter(image, key, strength: float = 1.0, magnitudes: tuple[float, float, float, float] | None = None):
+JITTER_BRIGHTNESS = ("multiply", "add")
+JITTER_SATURATION = ("blend", "hsv")
+
+
+def color_jitter(
+  image,
+  key,
+  strength: float = 1.0,
+  magnitudes: tuple[float, float, float, float] | None = None,
+  brightness: str = "multiply",
+  saturation: str = "blend",
+):
   """Colour distortion: brightness, contrast, saturation and hue in a random order.
 
-  With magnitudes (b, c, s, h) (default: `jitter_magnitudes(strength)`, SimCLR's), brightness, contrast and
-  saturation scale by factors drawn from [max(0, 1 - m), 1 + m] (contrast around the image mean, as
-  tf.image.adjust_contrast; saturation blends with the grayscale image, as torchvision, where SimCLR's TF code
-  scales S in HSV; brightness multiplies, as SimCLR v2's code, where v1 adds a delta) and hue shifts by U(-h, h)
-  of a turn.
-  The image is clipped to [0, 1] after each step, as in the reference. Saturation and hue are skipped for
+  With magnitudes (b, c, s, h) (default: `jitter_magnitudes(strength)`, SimCLR's): contrast scales around each
+  channel's mean (tf.image.adjust_contrast) by a factor from [max(0, 1 - c), 1 + c]; brightness multiplies by a
+  factor from [max(0, 1 - b), 1 + b] (`brightness` "multiply": torchvision, SimCLR v2's code) or adds a delta
+  from U(-b, b) ("add": tf.image.random_brightness, SimCLR v1, DeepMind's BYOL); saturation blends with the
+  grayscale image by a factor from [max(0, 1 - s), 1 + s] (`saturation` "blend": torchvision) or scales S in HSV
+  ("hsv": tf.image.adjust_saturation, SimCLR's TF code, DeepMind's BYOL); hue turns by U(-h, h) of a turn.
+  The image is clipped to [0, 1] after each step, as in every reference. Saturation and hue are skipped for
   single-channel images.
 
-  Each of the four positions of the order is one elementwise pass: brightness, contrast and saturation are the
-  same map f x + (1 - f) anchor (anchor 0, the channel means, the pixel's luma), so the position selects an
-  anchor and a factor, not a branch (under vmap a `lax.switch` would compute every branch at every position).
+  Each of the four positions of the order is one elementwise pass: brightness, contrast and blended saturation
+  are the same map f x + (1 - f) anchor + delta (anchor 0, the channel means, the pixel's luma), and hue and HSV
+  saturation one HSV round trip, so the position selects an anchor and factors, not a branch (under vmap a
+  `lax.switch` would compute every branch at every position).
   """
   order_key, *factor_keys = jax.random.split(key, 5)
   brightness_m, contrast_m, saturation_m, hue_m = magnitudes or jitter_magnitudes(strength)
@@ -167,6 +187,13 @@ def color_jitter(image, key, strength: float = 1.0, magnitudes: tuple[float, flo
     jax.random.uniform(k, minval=max(0.0, 1.0 - m), maxval=1.0 + m)  # Floored at 0 (torchvision, SimCLR v2).
     for k, m in zip(factor_keys[:3], (brightness_m, contrast_m, saturation_m), strict=True)
   ]
+  delta = jnp.zeros(())
+  if brightness == "add":  # Kind 0 adds the delta and leaves the affine part as the identity.
+    factors[0], delta = jnp.ones(()), jax.random.uniform(factor_keys[0], minval=-brightness_m, maxval=brightness_m)
+  hsv_saturation = saturation == "hsv" and image.shape[-1] == 3
+  saturation_factor = factors[2]
+  if hsv_saturation:
+    factors[2] = jnp.ones(())  # Kind 2 leaves the affine part as the identity; the HSV pass scales S.
   factors = jnp.stack([*factors, jnp.ones(())])  # Kind 3 (hue) leaves the affine part as the identity.
   hue_shift = jax.random.uniform(factor_keys[3], minval=-hue_m, maxval=hue_m)
   order = jax.random.permutation(order_key, 4)  # 0 brightness, 1 contrast, 2 saturation, 3 hue.
@@ -174,34 +201,46 @@ def color_jitter(image, key, strength: float = 1.0, magnitudes: tuple[float, flo
     kind, factor = order[position], factors[order[position]]
     mean = _channel_means(image)
     anchor = jnp.where(kind == 0, 0.0, jnp.where(kind == 1, mean, _grayscale(image)))
-    out = factor * image + (1.0 - factor) * anchor
+    out = factor * image + (1.0 - factor) * anchor + jnp.where(kind == 0, delta, 0.0)
     if image.shape[-1] == 3:
-      out = jnp.where(kind == 3, _shift_hue(image, hue_shift), out)
+      in_hsv = (kind == 3) | (hsv_saturation & (kind == 2))
+      hsv = _adjust_hsv(
+        image, jnp.where(kind == 3, hue_shift, 0.0), jnp.where(hsv_saturation & (kind == 2), saturation_factor, 1.0)
+      )
+      out = jnp.where(in_hsv, hsv, out)
     image = jnp.clip(out, 0.0, 1.0)
   return image
 
 
-def _blur_matrix(sigma, size: int):
-  """[size, size] Gaussian blur along one axis with reflect padding folded in: kernel side 10% of the image side
-  (odd), taps past an edge mirrored back onto the image (numpy's "reflect": the edge pixel is not repeated)."""
+BLUR_PADDING = ("reflect", "zero")
+
+
+def _blur_matrix(sigma, size: int, padding: str = "reflect"):
+  """[size, size] Gaussian blur along one axis, kernel side 10% of the image side (odd), with the padding folded
+  in: "reflect", taps past an edge mirrored back onto the image (numpy's "reflect": the edge pixel is not
+  repeated), or "zero", taps past an edge dropped (a 'SAME' convolution of a zero-padded image)."""
   radius = max(1, size // 20)
   offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
   kernel = jnp.exp(-0.5 * (offsets / sigma) ** 2)
-  kernel = kernel / jnp.sum(kernel)
+  kernel = jnp.broadcast_to(kernel / jnp.sum(kernel), (size, 2 * radius + 1))
   source = jnp.arange(size)[:, None] + jnp.arange(-radius, radius + 1)[None, :]  # [size, taps] input pixel.
-  source = jnp.abs(source)
-  source = jnp.where(source > size - 1, 2 * (size - 1) - source, source)
-  return jnp.zeros((size, size)).at[jnp.arange(size)[:, None], source].add(kernel[None, :])
+  if padding == "zero":
+    kernel = jnp.where((source >= 0) & (source <= size - 1), kernel, 0.0)
+    source = jnp.clip(source, 0, size - 1)
+  else:
+    source = jnp.abs(source)
+    source = jnp.where(source > size - 1, 2 * (size - 1) - source, source)
+  return jnp.zeros((size, size)).at[jnp.arange(size)[:, None], source].add(kernel)
 
 
-def gaussian_blur(image, key, sigma_range=(0.1, 2.0), apply=True):
-  """Separable Gaussian blur, kernel side 10% of the image side (odd), sigma ~ U(sigma_range), reflect padding;
-  two matrix products (`_separable`). With `apply` False the matrices are the identity: under vmap a blur applied
-  with some probability costs one blur, not a blur and a select."""
+def gaussian_blur(image, key, sigma_range=(0.1, 2.0), apply=True, padding: str = "reflect"):
+  """Separable Gaussian blur, kernel side 10% of the image side (odd), sigma ~ U(sigma_range), `padding` as
+  `_blur_matrix`; two matrix products (`_separable`). With `apply` False the matrices are the identity: under vmap
+  a blur applied with some probability costs one blur, not a blur and a select."""
   sigma = jax.random.uniform(key, minval=sigma_range[0], maxval=sigma_range[1])
 
   def matrix(size):
-    return jnp.where(apply, _blur_matrix(sigma, size), jnp.eye(size))
+    return jnp.where(apply, _blur_matrix(sigma, size, padding), jnp.eye(size))
 
   rows = matrix(image.shape[0])
   return _separable(image, rows, rows if image.shape[1] == image.shape[0] else matrix(image.shape[1]))
@@ -233,11 +272,19 @@ def augment_image(image, key, config: AugmentConfig, cropped: bool = False):
   else:
     box = crop_box(keys[0], image.shape[0], image.shape[1], config.crop_scale, config.crop_ratio)
   image = resize_box(image, *box, config.size, flip=_draw(keys[1], config.flip_prob))
-  jitter = functools.partial(color_jitter, key=keys[3], strength=config.jitter_strength, magnitudes=config.jitter)
+  jitter = functools.partial(
+    color_jitter,
+    key=keys[3],
+    strength=config.jitter_strength,
+    magnitudes=config.jitter,
+    brightness=config.jitter_brightness,
+    saturation=config.jitter_saturation,
+  )
   image = _maybe(keys[2], config.jitter_prob, jitter, image)
   image = _maybe(keys[4], config.grayscale_prob, _grayscale, image)
   if config.blur_prob > 0.0:
-    image = gaussian_blur(image, keys[6], config.blur_sigma, apply=_draw(keys[5], config.blur_prob))
+    apply = _draw(keys[5], config.blur_prob)
+    image = gaussian_blur(image, keys[6], config.blur_sigma, apply=apply, padding=config.blur_padding)
   image = _maybe(keys[7], config.solarize_prob, solarize, image)
   return jnp.clip(image, 0.0, 1.0)
 

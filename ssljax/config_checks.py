@@ -45,6 +45,9 @@ AUGMENT = {
   "blur_sigma": tuple,
   "solarize_prob": NUMBER,
   "jitter": Optional((tuple, types.NoneType)),  # (brightness, contrast, saturation, hue) magnitudes.
+  "jitter_brightness": Optional(str),  # augment.JITTER_BRIGHTNESS
+  "jitter_saturation": Optional(str),  # augment.JITTER_SATURATION
+  "blur_padding": Optional(str),  # augment.BLUR_PADDING
 }
 AUGMENT_OVERRIDES = {key: Optional(kind.kind if isinstance(kind, Optional) else kind) for key, kind in AUGMENT.items()}
 PROBABILITIES = ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
@@ -288,9 +291,19 @@ def method_schemas() -> dict:
 
 
 def _check_augment(section, key: str):
+  from ssljax import augment
+
   for name in PROBABILITIES:
     if name in section:
       _probability(section[name], f"{key}.{name}")
+  choices = {
+    "jitter_brightness": augment.JITTER_BRIGHTNESS,
+    "jitter_saturation": augment.JITTER_SATURATION,
+    "blur_padding": augment.BLUR_PADDING,
+  }
+  for name, allowed in choices.items():
+    if section.get(name) is not None:
+      require_choice(section[name], allowed, f"{key}.{name}")
   jitter = section.get("jitter")
   if jitter is not None and (len(jitter) != 4 or any(not isinstance(m, NUMBER) or m < 0 for m in jitter)):
     raise ConfigError(

@@ -148,44 +148,55 @@ def test_host_cut_crops_get_every_augmentation_but_the_crop():
   np.testing.assert_allclose(single, pixels[:, :, ::-1] / np.float32(255), atol=1e-6)
 
 
-def _sequential_jitter(image, key, magnitudes):
+def _sequential_jitter(image, key, magnitudes, brightness="multiply", saturation="blend"):
   """The reference formulation: draw the order and factors as `color_jitter` does, then apply the four
-  transforms one after the other, clipping after each (torchvision / SimCLR)."""
+  transforms one after the other, clipping after each (torchvision / SimCLR; with "add" / "hsv", tf.image and
+  DeepMind's BYOL: a brightness delta, saturation scaled in HSV), with colorsys for HSV."""
   order_key, *keys = jax.random.split(key, 5)
   factors = [jax.random.uniform(k, minval=1 - m, maxval=1 + m) for k, m in zip(keys[:3], magnitudes[:3], strict=True)]
+  delta = float(jax.random.uniform(keys[0], minval=-magnitudes[0], maxval=magnitudes[0]))
   hue_shift = jax.random.uniform(keys[3], minval=-magnitudes[3], maxval=magnitudes[3])
   gray = lambda x: np.broadcast_to((x @ np.array([0.2989, 0.5870, 0.1140]))[..., None], x.shape)  # noqa: E731
+
+  def in_hsv(x, change):
+    hsv = np.array([colorsys.rgb_to_hsv(*p) for p in x.reshape(-1, 3)])
+    return np.array([colorsys.hsv_to_rgb(*change(*p)) for p in hsv]).reshape(x.shape)
+
   transforms = [
-    lambda x: x * factors[0],
+    (lambda x: x + delta) if brightness == "add" else (lambda x: x * factors[0]),
     lambda x: (x - x.mean(axis=(0, 1))) * factors[1] + x.mean(axis=(0, 1)),
-    lambda x: gray(x) + (x - gray(x)) * factors[2],
+    (lambda x: in_hsv(x, lambda h, s, v: (h, min(1.0, s * float(factors[2])), v)))
+    if saturation == "hsv"
+    else (lambda x: gray(x) + (x - gray(x)) * factors[2]),
+    lambda x: in_hsv(x, lambda h, s, v: ((h + float(hue_shift)) % 1.0, s, v)),
   ]
   image = np.asarray(image, np.float64)
   for kind in np.asarray(jax.random.permutation(order_key, 4)):
-    if kind == 3:
-      hsv = np.array([colorsys.rgb_to_hsv(*p) for p in image.reshape(-1, 3)])
-      hsv[:, 0] = (hsv[:, 0] + float(hue_shift)) % 1.0
-      image = np.array([colorsys.hsv_to_rgb(*p) for p in hsv]).reshape(image.shape)
-    else:
-      image = transforms[kind](image)
-    image = np.clip(image, 0.0, 1.0)
+    image = np.clip(transforms[kind](image), 0.0, 1.0)
   return image
 
 
-def test_jitter_slots_equal_the_sequential_transforms():
+@pytest.mark.parametrize("brightness,saturation", [("multiply", "blend"), ("add", "hsv")])
+def test_jitter_slots_equal_the_sequential_transforms(brightness, saturation):
   """One elementwise pass per position of the random order equals applying the transforms in that order (every
-  order the keys draw, incl. hue at each position), with colorsys for the hue."""
+  order the keys draw, incl. hue at each position), with colorsys for the hue: torchvision's jitter, and
+  DeepMind's BYOL jitter (additive brightness, HSV saturation) with its magnitudes."""
   image = IMAGES[1, :6, :6]
-  run = jax.jit(jax.vmap(lambda k: augment.color_jitter(image, k, magnitudes=(0.4, 0.4, 0.4, 0.1))))
+  magnitudes = (0.4, 0.4, 0.4, 0.1) if brightness == "multiply" else (0.4, 0.4, 0.2, 0.1)
+
+  def jitter(key):
+    return augment.color_jitter(image, key, magnitudes=magnitudes, brightness=brightness, saturation=saturation)
+
   keys = jax.random.split(jax.random.key(4), 24)
-  for key, out in zip(keys, run(keys), strict=True):
-    np.testing.assert_allclose(out, _sequential_jitter(image, key, (0.4, 0.4, 0.4, 0.1)), atol=2e-5)
+  for key, out in zip(keys, jax.jit(jax.vmap(jitter))(keys), strict=True):
+    reference = _sequential_jitter(image, key, magnitudes, brightness, saturation)
+    np.testing.assert_allclose(out, reference, atol=2e-5)
 
 
 def test_crop_and_blur_matrices_equal_their_reference_formulas():
   """Crop + flip as two interpolation matrices equal jax.image.scale_and_translate (bilinear, no antialias) then
-  a mirror; the blur as two matrices equals the 2r + 1 tap sum over a reflect-padded image; a blur not applied is
-  the identity."""
+  a mirror; the blur as two matrices equals the 2r + 1 tap sum over a reflect- or zero-padded image; a blur not
+  applied is the identity."""
   image = jax.random.uniform(jax.random.key(5), (40, 30, 3))
   boxes = [(3.0, 5.0, 10.0, 17.0, 24), (10.0, 2.0, 30.0, 13.0, 8), (0.0, 0.0, 40.0, 30.0, 16)]
   for top, left, box_h, box_w, size in boxes:
@@ -204,10 +215,11 @@ def test_crop_and_blur_matrices_equal_their_reference_formulas():
     weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     return weights / weights.sum()
 
-  padded = np.pad(np.asarray(image), ((2, 2), (1, 1), (0, 0)), mode="reflect")
-  rows = sum(t * padded[i : i + 40] for i, t in enumerate(taps(2)))
-  reference = sum(t * rows[:, i : i + 30] for i, t in enumerate(taps(1)))
-  np.testing.assert_allclose(augment.gaussian_blur(image, key, (0.5, 2.0)), reference, atol=1e-5)
+  for padding, numpy_mode in (("reflect", "reflect"), ("zero", "constant")):  # torchvision's; BYOL's 'SAME'.
+    padded = np.pad(np.asarray(image), ((2, 2), (1, 1), (0, 0)), mode=numpy_mode)
+    rows = sum(t * padded[i : i + 40] for i, t in enumerate(taps(2)))
+    reference = sum(t * rows[:, i : i + 30] for i, t in enumerate(taps(1)))
+    np.testing.assert_allclose(augment.gaussian_blur(image, key, (0.5, 2.0), padding=padding), reference, atol=1e-5)
   np.testing.assert_allclose(augment.gaussian_blur(image, key, (0.5, 2.0), apply=False), image, atol=1e-6)
 
 

@@ -10,7 +10,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import mae_vit_base_imagenet, simclr_cifar10, simclr_imagenet
-from ssljax import cli, config_checks, experiment, optim, train_step
+from ssljax import augment, cli, config_checks, experiment, optim, train_step
 
 CONFIGS = sorted(
   p.stem for p in (pathlib.Path(__file__).parent.parent / "configs").glob("*.py") if not p.stem.startswith("_")
@@ -61,7 +61,10 @@ def test_new_methods_imagenet_configs_match_their_papers():
   assert (byol.batch_size, byol.byol.momentum, byol.byol.hidden_dim, byol.byol.proj_dim) == (4096, 0.996, 4096, 256)
   assert (byol.views.view1.blur_prob, byol.views.view2.blur_prob, byol.views.view2.solarize_prob) == (1.0, 0.1, 0.2)
   assert byol.augment.jitter == (0.4, 0.4, 0.2, 0.1)
+  views, _, _ = augment.view_configs(byol)  # DeepMind's augmentations.py colour operations and blur padding.
+  assert all((v.jitter_brightness, v.jitter_saturation, v.blur_padding) == ("add", "hsv", "zero") for v in views)
   moco = moco_v2_imagenet.get_config()
+  assert (moco.augment.jitter_brightness, moco.augment.jitter_saturation) == ("multiply", "blend")  # torchvision.
   assert (moco.moco_v2.queue_size, moco.moco_v2.momentum, moco.moco_v2.temperature, moco.epochs) == (
     65536,
     0.999,
