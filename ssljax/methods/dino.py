@@ -4,6 +4,10 @@ centred, sharpened distribution over `out_dim` prototypes on every pair of diffe
 (EMA of the global-batch mean teacher logits, momentum 0.9); the teacher temperature warms up per epoch (0.04 ->
 0.07 over 30 epochs); the head's weight-normalised last layer is frozen during the first epoch (or
 `freeze_last_layer_steps`), its optimizer state held too; evaluation reads the teacher, as the paper's.
+One deviation is known: AdamW's step count is one for all parameters (optax) and advances through the freeze,
+where torch counts the last layer's steps from its first gradient; so the last layer's updates after the freeze
+get a smaller bias correction and are larger than the reference's (after ImageNet's 1,251 frozen steps: 2.7x at the
+first, ~5x at the tenth, 1.2x a thousand steps on; on digits, 5 frozen steps, 0.5x at the first).
 
 Besides the teacher's entropy (log K when flat, 0 on one prototype), each step logs whether the teacher is
 view-invariant, which entropy alone cannot show (`view_invariance`: how alike the teacher's outputs for two crops
