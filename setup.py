@@ -23,6 +23,7 @@ setup(
     # (tensorflow/datasets#11212); the tests build a small tfds dataset, `prepare` builds real ones.
     "test": [
       "pytest==9.2.0",
+      "pytest-xdist==3.8.0",  # The suite in two processes: XLA compiles on one core, so two overlap compiles.
       "ruff==0.17.6",
       "nbclient==0.11.0",
       "nbformat==5.11.1",
