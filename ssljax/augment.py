@@ -203,11 +203,9 @@ def color_jitter(
     anchor = jnp.where(kind == 0, 0.0, jnp.where(kind == 1, mean, _grayscale(image)))
     out = factor * image + (1.0 - factor) * anchor + jnp.where(kind == 0, delta, 0.0)
     if image.shape[-1] == 3:
-      in_hsv = (kind == 3) | (hsv_saturation & (kind == 2))
-      hsv = _adjust_hsv(
-        image, jnp.where(kind == 3, hue_shift, 0.0), jnp.where(hsv_saturation & (kind == 2), saturation_factor, 1.0)
-      )
-      out = jnp.where(in_hsv, hsv, out)
+      saturate = hsv_saturation & (kind == 2)
+      hsv = _adjust_hsv(image, jnp.where(kind == 3, hue_shift, 0.0), jnp.where(saturate, saturation_factor, 1.0))
+      out = jnp.where((kind == 3) | saturate, hsv, out)
     image = jnp.clip(out, 0.0, 1.0)
   return image
 
