@@ -314,3 +314,169 @@ def update_center(center: jax.Array, teacher_logits: jax.Array, momentum: float)
   all_reduce). Returns the new centre, shaped like `center`."""
   batch_center = jnp.mean(teacher_logits.astype(jnp.float32), axis=0).reshape(center.shape)
   return center * momentum + batch_center * (1.0 - momentum)
+
+
+def batch_standardize(z: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """Each column of z [N, D] minus its batch mean, over sqrt(biased batch variance + eps), in float32: torch's
+  BatchNorm1d(affine=False) in training mode (global statistics under jit, as SyncBatchNorm)."""
+  z = z.astype(jnp.float32)
+  centred = z - jnp.mean(z, axis=0)
+  return centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=0) + eps)
+
+
+def _off_diagonal_squares(matrix: jax.Array) -> jax.Array:
+  return jnp.sum(matrix * matrix) - jnp.sum(jnp.diagonal(matrix) ** 2)
+
+
+def barlow_twins_loss(z_a: jax.Array, z_b: jax.Array, lambda_: float = 0.0051) -> jax.Array:
+  """Barlow Twins' redundancy-reduction loss (Zbontar et al. 2021, eq. 1; facebookresearch/barlowtwins
+  `BarlowTwins.forward`): C = BN(z_a)^T BN(z_b) / N, the cross-correlation of the two views' batch-standardised
+  projections (`batch_standardize`), and sum_i (1 - C_ii)^2 + lambda_ sum_{i != j} C_ij^2.
+
+  Args: z_a, z_b [N, D] projections of the two views (row i of each from image i). Returns a float32 scalar; under
+  jit with batch-sharded inputs the statistics and C span the global batch (the reference's all_reduce)."""
+  if z_a.ndim != 2 or z_a.shape != z_b.shape:
+    raise ValueError(f"barlow_twins_loss: z_a and z_b must both be [N, D], got {z_a.shape} and {z_b.shape}")
+  correlation = batch_standardize(z_a).T @ batch_standardize(z_b) / z_a.shape[0]
+  on_diagonal = jnp.sum((jnp.diagonal(correlation) - 1.0) ** 2)
+  return on_diagonal + lambda_ * _off_diagonal_squares(correlation)
+
+
+def vicreg_terms(z_a: jax.Array, z_b: jax.Array) -> dict:
+  """VICReg's three terms (Bardes et al. 2022; facebookresearch/vicreg `VICReg.forward`) for z_a, z_b [N, D]:
+  "invariance", the mean squared error between the views; "variance", the hinge mean(relu(1 - sqrt(var + 1e-4)))
+  over dimensions with the unbiased variance, averaged over the two views; "covariance", the off-diagonal squares
+  of each view's covariance (divided by N - 1) summed and divided by D, summed over the two views."""
+  if z_a.ndim != 2 or z_a.shape != z_b.shape:
+    raise ValueError(f"vicreg_loss: z_a and z_b must both be [N, D], got {z_a.shape} and {z_b.shape}")
+  n, d = z_a.shape
+  z_a, z_b = z_a.astype(jnp.float32), z_b.astype(jnp.float32)
+
+  def variance_and_covariance(z):
+    centred = z - jnp.mean(z, axis=0)
+    std = jnp.sqrt(jnp.sum(centred * centred, axis=0) / (n - 1) + 1e-4)
+    covariance = centred.T @ centred / (n - 1)
+    return jnp.mean(jax.nn.relu(1.0 - std)), _off_diagonal_squares(covariance) / d
+
+  variance_a, covariance_a = variance_and_covariance(z_a)
+  variance_b, covariance_b = variance_and_covariance(z_b)
+  return {
+    "invariance": jnp.mean((z_a - z_b) ** 2),
+    "variance": (variance_a + variance_b) / 2.0,
+    "covariance": covariance_a + covariance_b,
+  }
+
+
+def vicreg_loss(
+  z_a: jax.Array, z_b: jax.Array, sim_coeff: float = 25.0, std_coeff: float = 25.0, cov_coeff: float = 1.0
+) -> jax.Array:
+  """VICReg's loss sim_coeff x invariance + std_coeff x variance + cov_coeff x covariance (`vicreg_terms`), a
+  float32 scalar over the global batch under jit (the reference gathers every device's embeddings for the last
+  two; its invariance term is per device, which averages to the same value)."""
+  terms = vicreg_terms(z_a, z_b)
+  return sim_coeff * terms["invariance"] + std_coeff * terms["variance"] + cov_coeff * terms["covariance"]
+
+
+def sinkhorn(scores: jax.Array, num_iters: int = 3, epsilon: float = 0.05, valid: jax.Array | None = None):
+  """SwAV's Sinkhorn-Knopp codes (Caron et al. 2020, facebookresearch/swav `distributed_sinkhorn`): Q = exp(scores
+  / epsilon) normalised to sum 1, then `num_iters` times each prototype's row to 1/K and each sample's column to
+  1/B; returned times B, so each sample's codes sum to 1 and each prototype receives about B/K.
+
+  Args:
+    scores: [B, K] similarities of samples to prototypes (taken without gradient).
+    valid: optional [B] bool; rows marked False (unused queue slots) take no part and get zero codes.
+
+  Returns:
+    [B, K] float32 codes. Under jit with batch-sharded scores every sum spans the global batch (the reference's
+    all_reduce). exp is taken after subtracting the global maximum, which the first normalisation cancels.
+  """
+  scores = jax.lax.stop_gradient(scores.astype(jnp.float32)) / epsilon
+  valid = jnp.ones(scores.shape[0], bool) if valid is None else valid
+  scores = jnp.where(valid[:, None], scores, -jnp.inf)
+  q = jnp.exp(scores - jnp.max(scores))
+  q = q / jnp.sum(q)
+  num_samples, num_prototypes = jnp.sum(valid), scores.shape[1]
+  for _ in range(num_iters):
+    q = q / jnp.sum(q, axis=0, keepdims=True) / num_prototypes
+    q = q / jnp.maximum(jnp.sum(q, axis=1, keepdims=True), jnp.finfo(jnp.float32).tiny) / num_samples
+  return q * num_samples
+
+
+def swav_loss(
+  scores: jax.Array,
+  num_crops: int,
+  crops_for_assign=(0, 1),
+  temperature: float = 0.1,
+  epsilon: float = 0.05,
+  sinkhorn_iters: int = 3,
+  queue_scores: jax.Array | None = None,
+  use_queue: bool | jax.Array = False,
+) -> jax.Array:
+  """SwAV's swapped prediction (Caron et al. 2020, facebookresearch/swav `main_swav.py`): for every crop a in
+  `crops_for_assign`, the Sinkhorn codes of its scores (with the queue's scores before them when `use_queue`) are
+  predicted from every other crop v by cross-entropy with softmax(scores_v / temperature); averaged over the other
+  crops, then over the assignment crops. No gradient reaches the codes.
+
+  Args:
+    scores: [C * N, K] crop-major scores of the l2-normalised embeddings against the l2-normalised prototypes.
+    num_crops: C, every crop (global and local) of each image.
+    queue_scores: optional [len(crops_for_assign), L, K] scores of the queued embeddings of each assignment crop.
+    use_queue: a bool scalar; False leaves the queue out (the reference before the queue is full).
+
+  Returns:
+    A float32 scalar.
+  """
+  num_images = scores.shape[0] // num_crops
+  if scores.ndim != 2 or scores.shape[0] != num_crops * num_images:
+    raise ValueError(f"swav_loss: scores {scores.shape} are not crop-major [{num_crops} * N, K]")
+  crops = scores.astype(jnp.float32).reshape(num_crops, num_images, -1)
+  log_predictions = jax.nn.log_softmax(crops / temperature, axis=-1)
+  total = 0.0
+  for index, crop in enumerate(crops_for_assign):
+    assigned, valid = crops[crop], None
+    if queue_scores is not None:
+      queue = queue_scores[index].astype(jnp.float32)
+      valid = jnp.concatenate([jnp.full(queue.shape[0], use_queue), jnp.ones(num_images, bool)])
+      assigned = jnp.concatenate([queue, assigned])
+    codes = sinkhorn(assigned, sinkhorn_iters, epsilon, valid)[-num_images:]
+    cross_entropy = -jnp.einsum("nk,vnk->v", codes, log_predictions) / num_images
+    total += (jnp.sum(cross_entropy) - cross_entropy[crop]) / (num_crops - 1)
+  return total / len(crops_for_assign)
+
+
+def kmeans(features: jax.Array, centroids: jax.Array, num_iters: int, spherical: bool = False):
+  """Lloyd's k-means from the given initial centroids, jit-able: `num_iters` times, assign every feature to its
+  nearest centroid, then move each centroid to the mean of its features. Equals scikit-learn's
+  `KMeans(init=centroids, n_init=1, max_iter=num_iters, tol=0, algorithm="lloyd")` while no cluster empties; an
+  empty cluster keeps its centroid (scikit-learn moves it to a far point; DeepCluster re-seeds it itself).
+  `spherical`: assignment by the largest dot product and l2-normalised centroids (DeepCluster-v2's, on
+  l2-normalised features).
+
+  Args:
+    features: [N, D]; under jit it may be sharded over rows (a memory bank over the mesh): the assignments stay
+      on their rows' devices and the centroid sums are reduced over the mesh by the compiler.
+    centroids: [k, D] initial centroids.
+
+  Returns:
+    (centroids [k, D] float32, assignments [N] int32 of the features to the returned centroids).
+  """
+  features = features.astype(jnp.float32)
+  num_clusters = centroids.shape[0]
+
+  def assign(centroids):
+    similarity = features @ centroids.T
+    if not spherical:  # argmin |x - c|^2 = argmax (x.c - |c|^2 / 2).
+      similarity = similarity - 0.5 * jnp.sum(centroids * centroids, axis=-1)
+    return jnp.argmax(similarity, axis=-1).astype(jnp.int32)
+
+  def update(centroids, _):
+    assignments = assign(centroids)
+    sums = jax.ops.segment_sum(features, assignments, num_clusters)
+    counts = jax.ops.segment_sum(jnp.ones_like(assignments, jnp.float32), assignments, num_clusters)
+    new = sums / jnp.maximum(counts, 1.0)[:, None]
+    if spherical:
+      new = l2_normalize(new)
+    return jnp.where(counts[:, None] > 0, new, centroids), None
+
+  centroids, _ = jax.lax.scan(update, centroids.astype(jnp.float32), None, length=num_iters)
+  return centroids, assign(centroids)
