@@ -60,6 +60,8 @@ _SCHEDULE = {
   "warmup_epochs": Optional(NUMBER),  # Instead of warmup_steps: follows --config.batch_size.
   "schedule": Optional(str),  # "cosine" (default) | "constant" | "steps" (x 0.1 at each of decay_epochs).
   "decay_epochs": Optional(tuple),
+  "end_lr_ratio": Optional(NUMBER),  # Where the cosine ends, as a fraction of the peak (0 unless set).
+  "norm_and_bias_base_lr": Optional(NUMBER),  # Biases and norm parameters at their own base lr (Barlow Twins).
 }
 _DECAY = {"no_decay": Optional(tuple), "layer_decay": Optional(NUMBER), "decay_norm_and_bias": Optional(bool)}
 OPTIMIZER = ByName(
@@ -320,6 +322,12 @@ def _check_schedule(optimizer, key: str):
     raise ConfigError(f"{key}.decay_epochs: {decay_epochs!r} must be epochs (numbers >= 0)")
   if optimizer.get("schedule") == "steps" and not decay_epochs:
     raise ConfigError(f"{key}.decay_epochs: schedule 'steps' needs the epochs at which the lr drops x 0.1")
+  end_lr_ratio = optimizer.get("end_lr_ratio")
+  if end_lr_ratio is not None and not 0 <= end_lr_ratio <= 1:
+    raise ConfigError(f"{key}.end_lr_ratio: {end_lr_ratio} must be in [0, 1] (the cosine's end over its peak)")
+  norm_and_bias_lr = optimizer.get("norm_and_bias_base_lr")
+  if norm_and_bias_lr is not None and norm_and_bias_lr < 0:
+    raise ConfigError(f"{key}.norm_and_bias_base_lr: {norm_and_bias_lr} must be at least 0")
 
 
 def validate(config):

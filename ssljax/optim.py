@@ -6,7 +6,10 @@ that `--config.batch_size` keeps the warmup's length in epochs) and, per optimiz
 Biases and normalisation parameters (every parameter with fewer than two dimensions) are excluded from weight
 decay and from LARS's trust ratio, as in SimCLR, unless `decay_norm_and_bias`; `no_decay` names more (e.g. MAE
 fine-tuning's "cls_token").
-`schedule`: "cosine" (after the warmup, the default), "constant", or "steps" (x 0.1 at each of `decay_epochs`).
+`schedule`: "cosine" (after the warmup, the default; it ends at `end_lr_ratio` x the peak, 0 unless set: Barlow
+Twins', VICReg's and SwAV's end at 0.001), "constant", or "steps" (x 0.1 at each of `decay_epochs`).
+`norm_and_bias_base_lr` gives biases and normalisation parameters their own base learning rate (Barlow Twins'
+LARS: 0.2 for the weights, 0.0048 for them).
 `layer_decay` < 1 scales a ViT's learning rate by layer_decay^(L + 1 - layer) (BEiT/MAE layer-wise decay).
 """
 
@@ -93,6 +96,7 @@ def make_optimizer(config, batch_size: int, total_steps: int, groups: dict | Non
   return optax.multi_transform(transforms, labels), schedule
 
 
+NORM_AND_BIAS = "norm_and_bias"  # The group of `config.optimizer.norm_and_bias_base_lr`.
 SCHEDULES = ("cosine", "constant", "steps")
 
 
@@ -143,7 +147,8 @@ def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_ep
   elif kind == "steps":
     schedule = step_decay_schedule(peak, warmup, [e * steps_per_epoch for e in opt.get("decay_epochs", ())])
   else:
-    schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=0.0)
+    end = peak * opt.get("end_lr_ratio", 0.0)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=end)
   if opt["name"] == "lars":
     tx = lars(
       schedule,

@@ -136,6 +136,8 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
       updates = jax.tree.map(lambda u, f: jnp.where(f, jnp.zeros_like(u), u), updates, frozen)
       opt_state = hold_frozen_state(opt_state, state.opt_state, frozen)
     params = optax.apply_updates(state.params, updates)
+    if method.post_update is not None:
+      params = method.post_update(params)
     if method.teacher_momentum is not None:  # EMA of the *updated* parameters; the step size is 1 - tau.
       tau = method.teacher_momentum(state.step)
       target = {**target, "params": optax.incremental_update(params, target["params"], 1.0 - tau)}

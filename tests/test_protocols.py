@@ -108,25 +108,28 @@ def test_paper_protocols_are_the_papers_recipes_and_validate():
 
 
 # Each paper's linear protocol as its reference code sets it: (epochs, batch, optimizer, base lr, lr x B/256,
-# schedule, nesterov, head init).
+# schedule, nesterov, head init, weight decay).
 REFERENCE_PROTOCOLS = {
-  "moco_v2": (100, 256, "sgd", 30.0, False, "steps", False, 0.01),  # moco main_lincls.py; steps at 60, 80.
-  "moco_v3": (90, 1024, "sgd", 0.1, True, "cosine", False, 0.01),  # moco-v3 main_lincls.py.
-  "moco_v3_vit": (90, 1024, "sgd", 3.0, True, "cosine", False, 0.01),  # moco-v3 CONFIG.md `--lr=3`.
-  "simsiam": (90, 4096, "lars", 0.1, True, "cosine", False, 0.01),  # simsiam main_lincls.py --lars (apex LARC).
-  "byol": (80, 4096, "sgd", 0.2, True, "cosine", True, "fan_in"),  # byol configs/eval.py; Haiku's Linear init.
-  "dino": (100, 1024, "sgd", 0.001, True, "cosine", False, 0.01),  # dino eval_linear.py, 128 x 8 GPUs.
+  "moco_v2": (100, 256, "sgd", 30.0, False, "steps", False, 0.01, 0.0),  # moco main_lincls.py; steps at 60, 80.
+  "moco_v3": (90, 1024, "sgd", 0.1, True, "cosine", False, 0.01, 0.0),  # moco-v3 main_lincls.py.
+  "moco_v3_vit": (90, 1024, "sgd", 3.0, True, "cosine", False, 0.01, 0.0),  # moco-v3 CONFIG.md `--lr=3`.
+  "simsiam": (90, 4096, "lars", 0.1, True, "cosine", False, 0.01, 0.0),  # simsiam main_lincls.py --lars (apex LARC).
+  "byol": (80, 4096, "sgd", 0.2, True, "cosine", True, "fan_in", 0.0),  # byol configs/eval.py; Haiku's Linear init.
+  "dino": (100, 1024, "sgd", 0.001, True, "cosine", False, 0.01, 0.0),  # dino eval_linear.py, 128 x 8 GPUs.
+  "barlow_twins": (100, 256, "sgd", 0.3, True, "cosine", False, 0.01, 1e-6),  # barlowtwins evaluate.py.
+  "vicreg": (100, 256, "sgd", 0.3, True, "cosine", False, 0.01, 1e-6),  # vicreg evaluate.py.
+  "swav": (100, 256, "sgd", 0.3, True, "cosine", False, 0.01, 1e-6),  # swav eval_linear.py, 32 x 8 GPUs.
 }
 
 
 @pytest.mark.parametrize("protocol", sorted(REFERENCE_PROTOCOLS))
 def test_each_papers_linear_protocol_equals_its_reference(protocol):
-  epochs, batch, name, base_lr, scaled, schedule, nesterov, head_init = REFERENCE_PROTOCOLS[protocol]
+  epochs, batch, name, base_lr, scaled, schedule, nesterov, head_init, decay = REFERENCE_PROTOCOLS[protocol]
   entry = linear_eval.paper_protocol(protocol)
   opt = entry["optimizer"]
   assert (entry["epochs"], entry["batch_size"], opt["name"], opt["base_lr"]) == (epochs, batch, name, base_lr)
   assert opt["lr_scaling"] == ("linear" if scaled else "none") and opt.get("schedule", "cosine") == schedule
-  assert (entry["warmup_epochs"], opt["weight_decay"], opt["momentum"], entry["head_norm"]) == (0, 0.0, 0.9, False)
+  assert (entry["warmup_epochs"], opt["weight_decay"], opt["momentum"], entry["head_norm"]) == (0, decay, 0.9, False)
   assert opt.get("nesterov", False) == nesterov and entry["head_init_std"] == head_init
   assert entry["augment"]["crop_scale"] == (0.08, 1.0) and entry["augment"]["flip_prob"] == 0.5
   if protocol == "moco_v2":

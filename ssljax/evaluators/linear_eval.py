@@ -26,6 +26,10 @@ no weight decay, no BatchNorm before the head unless said, random resized crop (
   1024, head N(0, 0.01^2); a ViT-S/16's features are the class tokens of its last 4 blocks (`model=dict(
   cls_blocks=4)`; ViT-B/16: `model=dict(patch_mean=True)`), a ResNet's its pooled features. DINO's k-NN (k = 20,
   T = 0.07, on the teacher's l2-normalised features) is the `knn` evaluator.
+- "barlow_twins" (facebookresearch/barlowtwins `evaluate.py`), "vicreg" (facebookresearch/vicreg `evaluate.py`,
+  the same recipe) and "swav" (facebookresearch/swav `eval_linear.py`, the same recipe): SGD momentum 0.9 without
+  Nesterov, lr 0.3 at batch 256 (x B/256 here), weight decay 1e-6 on the head, cosine, 100 epochs, head
+  N(0, 0.01^2) with zero bias, no BatchNorm before it.
 Schedules here are per step where the references step them per epoch (the cosine's value differs by less than
 one epoch's change). The papers' batch sizes are the config's `batch_size`.
 """
@@ -38,6 +42,13 @@ from ssljax.train_step import build_trainer
 
 _NO_DECAY = dict(weight_decay=0.0, momentum=0.9)
 _SGD = dict(name="sgd", lr_scaling="linear", nesterov=False, **_NO_DECAY)
+_BARLOW_TWINS = dict(
+  epochs=100,
+  warmup_epochs=0,
+  optimizer=dict(_SGD, base_lr=0.3, weight_decay=1e-6),
+  head_norm=False,
+  head_init_std=0.01,
+)
 PROTOCOLS = {
   "simclr": dict(
     epochs=90,
@@ -81,6 +92,9 @@ PROTOCOLS = {
     head_init_std="fan_in",
   ),
   "dino": dict(epochs=100, warmup_epochs=0, optimizer=dict(_SGD, base_lr=0.001), head_norm=False, head_init_std=0.01),
+  "barlow_twins": _BARLOW_TWINS,
+  "vicreg": _BARLOW_TWINS,
+  "swav": _BARLOW_TWINS,
 }
 # The batch size each paper's protocol used (the config's `batch_size` is what runs).
 PAPER_BATCH_SIZES = {
@@ -92,6 +106,9 @@ PAPER_BATCH_SIZES = {
   "simsiam": 4096,
   "byol": 4096,
   "dino": 1024,
+  "barlow_twins": 256,
+  "vicreg": 256,
+  "swav": 256,
 }
 
 

@@ -51,6 +51,8 @@ class Method:
       neither weight decay nor momentum moves a frozen parameter).
     optimizer_groups: {name: overrides of config.optimizer} for the parameters whose path contains `name`,
       e.g. {"predictor": {"schedule": "constant"}} (SimSiam's fixed predictor learning rate).
+    post_update: params -> params, applied after every optimizer update (before the teacher's EMA): writes that
+      are not gradients, e.g. SwAV's prototypes projected back onto the unit sphere.
   """
 
   model: nn.Module
@@ -62,6 +64,7 @@ class Method:
   evaluate_teacher: bool = False
   frozen: Callable | None = None
   optimizer_groups: dict = dataclasses.field(default_factory=dict)
+  post_update: Callable | None = None
 
 
 def cosine_momentum(base: float, final: float, num_steps: int) -> Callable:
@@ -83,6 +86,16 @@ def freeze_paths(params, names, frozen) -> Any:
     return frozen if keys & set(names) else jnp.array(False)
 
   return jax.tree_util.tree_map_with_path(leaf, params)
+
+
+def encode_crops(encoder: nn.Module, crops: dict, train: bool):
+  """Multi-crop's encoder pass, once per resolution (BatchNorm statistics per resolution, as DINO's
+  MultiCropWrapper and SwAV's `forward`): ({"global": [2N, ...], "local": [VN, ...]}) -> (global crops' features
+  [2N, F], every crop's features [(2 + V) N, F], crop-major)."""
+  features = encoder(crops["global"], train=train)
+  if "local" not in crops:
+    return features, features
+  return features, jnp.concatenate([features, encoder(crops["local"], train=train)])
 
 
 def check_divisible(value: int, by: int, key: str, what: str):

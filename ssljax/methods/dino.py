@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from ssljax import augment, losses, models
 from ssljax.config import ConfigError
 from ssljax.config_checks import NUMBER, Optional
-from ssljax.methods import Method, cosine_momentum, freeze_paths
+from ssljax.methods import Method, cosine_momentum, encode_crops, freeze_paths
 
 SCHEMA = {
   "out_dim": int,
@@ -52,9 +52,8 @@ class DINOModel(nn.Module):
 
   @nn.compact
   def __call__(self, crops, train: bool = True, teacher=None):
-    features = self.encoder(crops["global"], train=train)
-    all_features = [features] + ([self.encoder(crops["local"], train=train)] if "local" in crops else [])
-    logits = self.head(jnp.concatenate(all_features), train=train)
+    features, all_features = encode_crops(self.encoder, crops, train)
+    logits = self.head(all_features, train=train)
     center = self.variable("buffers", "center", lambda: jnp.zeros((1, self.head.out_dim), jnp.float32))
     outputs = {"features": features, "logits": logits, "center": center.value}
     if teacher:  # Update after reading: this step's loss uses the centre of the steps before it.
@@ -134,7 +133,9 @@ def build(config, info) -> Method:
     raise ConfigError(f"config.dino.freeze_last_layer_steps: {frozen_steps} must be at least 0")
   return Method(
     model=DINOModel(encoder, head, section.center_momentum),
-    make_inputs=functools.partial(_crops, global_views=global_views, local_view=local_view, num_local=num_local),
+    make_inputs=functools.partial(
+      augment.multi_view, global_views=global_views, local_view=local_view, num_local=num_local
+    ),
     loss=functools.partial(dino_objective, section=section, steps_per_epoch=info.steps_per_epoch),
     views_per_image=2,
     crops=(*global_views, *[local_view] * num_local),
@@ -142,7 +143,3 @@ def build(config, info) -> Method:
     evaluate_teacher=True,
     frozen=lambda params, step: freeze_paths(params, ("last_layer", "last_layer_gain"), step < frozen_steps),
   )
-
-
-def _crops(batch, rng, global_views, local_view, num_local):
-  return augment.multi_view(batch, rng, global_views, local_view, num_local)

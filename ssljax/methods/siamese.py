@@ -1,6 +1,7 @@
-"""What BYOL, SimSiam and MoCo v3 share: two augmented views, an encoder, a projector and a predictor, each view's
-prediction matched against the other view's projection (from an EMA teacher, or the network itself behind a
-stop-gradient); and the teacher-momentum settings of the methods that have one."""
+"""What BYOL, SimSiam, MoCo v3, Barlow Twins and VICReg share: two augmented views, an encoder, a projector and
+(BYOL, SimSiam, MoCo v3) a predictor, each view's prediction matched against the other view's projection (from an
+EMA teacher, or the network itself behind a stop-gradient); and the teacher-momentum settings of the methods that
+have one."""
 
 import functools
 from typing import Any
@@ -14,8 +15,8 @@ from ssljax.methods import Method, cosine_momentum
 
 
 class SiameseModel(nn.Module):
-  """views [2N] (view-major) -> {"features", "projections", "predictions"} [2N, ...]; `teach` -> the projections
-  of the same views through the teacher's encoder and projector.
+  """views [2N] (view-major) -> {"features", "projections", "predictions" (with a predictor)} [2N, ...]; `teach`
+  -> the projections of the same views through the teacher's encoder and projector.
 
   Each view goes through the networks on its own, as in every reference (BYOL's per-view `apply_once_fn`,
   SimSiam's and MoCo v3's two forward calls): BatchNorm normalises a view by its own batch statistics, not by
@@ -24,15 +25,17 @@ class SiameseModel(nn.Module):
 
   encoder: nn.Module
   projector: nn.Module
-  predictor: nn.Module
+  predictor: nn.Module | None = None
 
   def __call__(self, views, train: bool = True, teacher=None):
     del teacher  # The loss pairs the teacher's outputs with ours; nothing is stored.
 
     def forward(view):
       features = self.encoder(view, train=train)
-      projections = self.projector(features, train=train)
-      return {"features": features, "projections": projections, "predictions": self.predictor(projections, train=train)}
+      outputs = {"features": features, "projections": self.projector(features, train=train)}
+      if self.predictor is not None:
+        outputs["predictions"] = self.predictor(outputs["projections"], train=train)
+      return outputs
 
     return per_view(forward, views)
 
@@ -54,6 +57,12 @@ def per_view(forward, views, num_views: int = 2):
   return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
 
 
+def split_views(x):
+  """The two view-major halves of `x` [2N, ...]."""
+  first, second = jnp.split(x, 2)
+  return first, second
+
+
 def symmetric(pair_loss, outputs, target_key: str = "projections"):
   """pair_loss(p1, t2) + pair_loss(p2, t1): each view's prediction against the other view's target (the
   teacher's `target_key` outputs if there is a teacher, else the network's own)."""
@@ -67,7 +76,7 @@ def teacher_momentum(section, info) -> Any:
   return cosine_momentum(section.momentum, section.get("final_momentum", 1.0), info.num_steps)
 
 
-def build_siamese(config, projector, predictor, loss, **method_fields) -> Method:
+def build_siamese(config, projector, loss, predictor=None, **method_fields) -> Method:
   """A `Method` of `SiameseModel` on the config's two views (`config.views` may make them asymmetric)."""
   encoder = models.build_encoder(config.model, config.dataset.image_size, jnp.dtype(config.dtype))
   views, _, _ = augment.view_configs(config)
