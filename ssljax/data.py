@@ -617,7 +617,8 @@ def global_batch(local_batch: dict, sharding) -> dict:
 
 def train_batches(source, sampler: StepIndexedSampler, sharding, start_step: int, num_steps: int, prefetch: int = 2):
   """Yields (step, global batch) for steps [start_step, num_steps), read ahead on a background thread; a source
-  whose batches depend on the step (`HostCrops`) is read with `get_for_step`."""
+  whose batches depend on the step (`HostCrops`) is read with `get_for_step`. Each batch also holds "index", the
+  examples' indices in the source (DeepCluster-v2's memory bank is kept by example)."""
   slots: queue.Queue = queue.Queue(maxsize=prefetch)
   stop = threading.Event()
 
@@ -626,7 +627,7 @@ def train_batches(source, sampler: StepIndexedSampler, sharding, start_step: int
       for step in range(start_step, num_steps):
         indices = sampler.process_indices(step)
         local = source.get_for_step(indices, step) if hasattr(source, "get_for_step") else source.get(indices)
-        batch = global_batch(local, sharding)
+        batch = global_batch({**local, "index": np.asarray(indices, np.int32)}, sharding)
         while not stop.is_set():
           try:
             slots.put((step, batch), timeout=0.1)

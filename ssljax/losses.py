@@ -444,13 +444,16 @@ def swav_loss(
   return total / len(crops_for_assign)
 
 
-def kmeans(features: jax.Array, centroids: jax.Array, num_iters: int, spherical: bool = False):
+def kmeans(
+  features: jax.Array, centroids: jax.Array, num_iters: int, spherical: bool = False, weights: jax.Array | None = None
+):
   """Lloyd's k-means from the given initial centroids, jit-able: `num_iters` times, assign every feature to its
   nearest centroid, then move each centroid to the mean of its features. Equals scikit-learn's
   `KMeans(init=centroids, n_init=1, max_iter=num_iters, tol=0, algorithm="lloyd")` while no cluster empties; an
   empty cluster keeps its centroid (scikit-learn moves it to a far point; DeepCluster re-seeds it itself).
   `spherical`: assignment by the largest dot product and l2-normalised centroids (DeepCluster-v2's, on
-  l2-normalised features).
+  l2-normalised features). `weights` [N] (0 or 1): rows with weight 0 take no part in the centroids (the unfilled
+  rows of a memory bank); they are still assigned.
 
   Args:
     features: [N, D]; under jit it may be sharded over rows (a memory bank over the mesh): the assignments stay
@@ -462,6 +465,7 @@ def kmeans(features: jax.Array, centroids: jax.Array, num_iters: int, spherical:
   """
   features = features.astype(jnp.float32)
   num_clusters = centroids.shape[0]
+  weights = jnp.ones(features.shape[0], jnp.float32) if weights is None else weights.astype(jnp.float32)
 
   def assign(centroids):
     similarity = features @ centroids.T
@@ -471,8 +475,8 @@ def kmeans(features: jax.Array, centroids: jax.Array, num_iters: int, spherical:
 
   def update(centroids, _):
     assignments = assign(centroids)
-    sums = jax.ops.segment_sum(features, assignments, num_clusters)
-    counts = jax.ops.segment_sum(jnp.ones_like(assignments, jnp.float32), assignments, num_clusters)
+    sums = jax.ops.segment_sum(features * weights[:, None], assignments, num_clusters)
+    counts = jax.ops.segment_sum(weights, assignments, num_clusters)
     new = sums / jnp.maximum(counts, 1.0)[:, None]
     if spherical:
       new = l2_normalize(new)
@@ -480,3 +484,20 @@ def kmeans(features: jax.Array, centroids: jax.Array, num_iters: int, spherical:
 
   centroids, _ = jax.lax.scan(update, centroids.astype(jnp.float32), None, length=num_iters)
   return centroids, assign(centroids)
+
+
+def pseudo_label_loss(scores, targets: jax.Array, num_crops: int = 1, temperature: float = 1.0) -> jax.Array:
+  """Cross-entropy of softmax(scores / temperature) against cluster assignments, averaged over the rows whose
+  target is >= 0 (torch's CrossEntropyLoss(ignore_index) mean; -1 marks examples not yet clustered).
+  DeepCluster's classifier on pseudo-labels (temperature 1) and DeepCluster-v2's prototypes (0.1).
+
+  Args:
+    scores: [C * N, K] crop-major scores of every crop of N images.
+    targets: [N] cluster of each image, shared by all its crops (tiled crop-major, as the reference's
+      `.repeat(num_crops)`).
+  """
+  labels = jnp.tile(targets, num_crops)
+  valid = labels >= 0
+  logits = scores.astype(jnp.float32) / temperature
+  per_row = -jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.maximum(labels, 0)[:, None], axis=-1)[:, 0]
+  return jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(jnp.sum(valid), 1)

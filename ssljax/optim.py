@@ -77,19 +77,27 @@ def make_optimizer(config, batch_size: int, total_steps: int, groups: dict | Non
 
   `groups` ({name: overrides of config.optimizer}, from the method) gives the parameters whose path contains
   `name` their own optimizer (optax.multi_transform), e.g. {"predictor": {"schedule": "constant"}}: SimSiam's
-  predictor keeps the peak learning rate while the rest follows warmup + cosine."""
+  predictor keeps the peak learning rate while the rest follows warmup + cosine. With
+  `config.optimizer.norm_and_bias_base_lr` the other parameters with fewer than two dimensions form one more
+  group at that base learning rate (Barlow Twins')."""
   tx, schedule = _single_optimizer(dict(config.optimizer), batch_size, total_steps, steps_per_epoch)
-  if not groups:
+  groups = dict(groups or {})
+  norm_and_bias_lr = config.optimizer.get("norm_and_bias_base_lr")
+  if not groups and norm_and_bias_lr is None:
     return tx, schedule
   transforms = {"default": tx}
   for name, overrides in groups.items():
     optimizer = {**dict(config.optimizer), **overrides}
     transforms[name] = _single_optimizer(optimizer, batch_size, total_steps, steps_per_epoch)[0]
+  if norm_and_bias_lr is not None:
+    optimizer = {**dict(config.optimizer), "base_lr": norm_and_bias_lr}
+    transforms[NORM_AND_BIAS] = _single_optimizer(optimizer, batch_size, total_steps, steps_per_epoch)[0]
 
   def labels(params):
-    def label(path, _):
+    def label(path, p):
       names = set(_path_names(path))
-      return next((name for name in groups if name in names), "default")
+      default = NORM_AND_BIAS if norm_and_bias_lr is not None and p.ndim < 2 else "default"
+      return next((name for name in groups if name in names), default)
 
     return jax.tree_util.tree_map_with_path(label, params)
 

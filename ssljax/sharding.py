@@ -8,7 +8,9 @@ global batch, BatchNorm averages over all devices, FSDP parameters are all-gathe
 - Parameters: tensor parallelism by logical axis names (`TENSOR_PARALLEL_RULES`: a ViT's attention heads and
   MLP hidden units over "model"), then FSDP: the largest dimension left that "fsdp" divides is sharded over it.
   Parameters without names (ResNet) get FSDP only. Optimizer state and an EMA teacher's parameters follow their
-  parameters; the rest (step, rng, BatchNorm statistics, queues, centres) is replicated.
+  parameters. Buffers with a dimension named "examples" (DeepCluster-v2's memory bank: one row per training
+  example) are split over the batch axes along it; the rest (step, rng, BatchNorm statistics, queues, centres)
+  is replicated.
 """
 
 import math
@@ -80,11 +82,25 @@ def param_spec(shape, logical_names, mesh) -> PartitionSpec:
   return PartitionSpec(*spec)
 
 
-def state_sharding(state_shapes, logical_params, tx: optax.GradientTransformation, mesh):
-  """NamedShardings for a TrainState: parameters and their optimizer state by `param_spec`, the rest replicated.
+def buffer_spec(shape, logical_names, mesh) -> PartitionSpec:
+  """A buffer's dimension named "examples" over the batch axes (when they divide it); nothing else split."""
+  names = tuple(logical_names) if logical_names else (None,) * len(shape)
+  ways = batch_devices(mesh)
+  return PartitionSpec(
+    *(
+      batch_axes(mesh) if name == "examples" and size % ways == 0 else None
+      for size, name in zip(shape, names, strict=True)
+    )
+  )
 
-  `logical_params`: the parameters' logical axis names (a tree of PartitionSpecs of names, from
-  `nn.get_partition_spec` on the boxed variables), same structure as `state_shapes.params`."""
+
+def state_sharding(state_shapes, logical_params, tx: optax.GradientTransformation, mesh, logical_state=None):
+  """NamedShardings for a TrainState: parameters and their optimizer state by `param_spec`, buffers by
+  `buffer_spec`, the rest replicated.
+
+  `logical_params` / `logical_state`: the logical axis names of the parameters / of the other collections (trees
+  of PartitionSpecs of names, from `nn.get_partition_spec` on the boxed variables), same structure as
+  `state_shapes.params` / `state_shapes.model_state`."""
 
   def spec(shape, names):
     return NamedSharding(mesh, param_spec(shape.shape, tuple(names), mesh))
@@ -100,9 +116,16 @@ def state_sharding(state_shapes, logical_params, tx: optax.GradientTransformatio
     is_leaf=lambda x: isinstance(x, NamedSharding | optax.MaskedNode),
   )
   everything_replicated = jax.tree.map(lambda _: replicated(mesh), state_shapes)
+  model_state = everything_replicated.model_state
+  if logical_state is not None:
+    model_state = jax.tree.map(
+      lambda shape, names: NamedSharding(mesh, buffer_spec(shape.shape, tuple(names), mesh)),
+      state_shapes.model_state,
+      logical_state,
+    )
   # An EMA teacher's parameters are laid out as the parameters they follow (FSDP / tensor parallel alike).
   target = {**everything_replicated.target, **({"params": params} if "params" in state_shapes.target else {})}
-  return everything_replicated.replace(params=params, opt_state=opt_state, target=target)
+  return everything_replicated.replace(params=params, model_state=model_state, opt_state=opt_state, target=target)
 
 
 def logical_names(boxed_params):

@@ -136,8 +136,8 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
       updates = jax.tree.map(lambda u, f: jnp.where(f, jnp.zeros_like(u), u), updates, frozen)
       opt_state = hold_frozen_state(opt_state, state.opt_state, frozen)
     params = optax.apply_updates(state.params, updates)
-    if method.post_update is not None:
-      params = method.post_update(params)
+    if method.post_update is not None:  # Writes that are not gradients; reverted with the rest on a bad step.
+      params, new_model_state = method.post_update(params, new_model_state, state.step, jax.random.fold_in(rng, 1))
     if method.teacher_momentum is not None:  # EMA of the *updated* parameters; the step size is 1 - tau.
       tau = method.teacher_momentum(state.step)
       target = {**target, "params": optax.incremental_update(params, target["params"], 1.0 - tau)}
@@ -220,7 +220,7 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
   sharding.check_batch_size(config.batch_size, ways=sharding.batch_devices(mesh))
   replicated = sharding.replicated(mesh)
   num_steps = total_steps(config, num_examples)
-  info = BuildInfo(num_classes, mesh, num_steps, max(1, num_examples // config.batch_size))
+  info = BuildInfo(num_classes, mesh, num_steps, max(1, num_examples // config.batch_size), num_examples)
   method = build_method(config, info)
   with_probe = config.get("online_probe", True) and num_classes > 0  # Unlabelled data: no probe.
   model = WithOnlineProbe(method.model, num_classes) if with_probe else method.model
@@ -228,11 +228,21 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
     config, config.batch_size, num_steps, method.optimizer_groups, steps_per_epoch=num_examples / config.batch_size
   )
   size = config.dataset.image_size
-  sample_batch = {"image": jnp.zeros((1, size, size, config.dataset.channels)), "label": jnp.zeros((1,), jnp.int32)}
+  sample_batch = {
+    "image": jnp.zeros((1, size, size, config.dataset.channels)),
+    "label": jnp.zeros((1,), jnp.int32),
+    "index": jnp.zeros((1,), jnp.int32),
+  }
   sample_inputs = method.make_inputs(sample_batch, jax.random.PRNGKey(0))
   init = functools.partial(init_state, model, tx, sample_inputs, with_teacher=method.teacher_momentum is not None)
   boxed = jax.eval_shape(lambda: model.init(_rng_streams(jax.random.PRNGKey(0)), sample_inputs, train=True))
-  state_sharding = sharding.state_sharding(jax.eval_shape(init, 0), sharding.logical_names(boxed["params"]), tx, mesh)
+  state_sharding = sharding.state_sharding(
+    jax.eval_shape(init, 0),
+    sharding.logical_names(boxed["params"]),
+    tx,
+    mesh,
+    sharding.logical_names({name: tree for name, tree in boxed.items() if name != "params"}),
+  )
   batch_sharding = sharding.batch_sharding(mesh)
   step = jax.jit(
     functools.partial(train_step, model=model, method=method, tx=tx, schedule=schedule),

@@ -18,6 +18,7 @@ CONFIGS = sorted(
 VARIANTS = {
   "moco_v3_imagenet": ("vit_small",),
   "dino_imagenet": ("resnet50",),
+  "swav_imagenet": ("bs256",),
   "simclr_cifar10": ("v2",),
   "mae_digits": ("lora",),
   "simclr_digits": ("self_training",),
@@ -88,6 +89,39 @@ def test_new_methods_imagenet_configs_match_their_papers():
     96,
     30,
   )
+
+
+def test_redundancy_reduction_and_clustering_imagenet_configs_match_their_papers():
+  from configs import barlow_twins_imagenet, swav_imagenet, vicreg_imagenet
+
+  bt = barlow_twins_imagenet.get_config()
+  assert (bt.batch_size, bt.epochs, bt.barlow_twins.proj_dim, bt.barlow_twins.proj_layers) == (2048, 1000, 8192, 3)
+  opt = bt.optimizer
+  assert (opt.name, opt.base_lr, opt.norm_and_bias_base_lr, opt.weight_decay, opt.end_lr_ratio) == (
+    "lars",
+    0.2,
+    0.0048,
+    1.5e-6,
+    0.001,
+  )
+  assert (bt.barlow_twins.lambda_, opt.warmup_epochs, opt.lr_after_momentum, bt.model.zero_init_residual) == (
+    0.0051,
+    10,
+    True,
+    True,
+  )
+  vicreg = vicreg_imagenet.get_config()
+  section = vicreg.vicreg
+  assert (section.sim_coeff, section.std_coeff, section.cov_coeff, section.proj_dim) == (25.0, 25.0, 1.0, 8192)
+  assert (vicreg.optimizer.base_lr, vicreg.optimizer.weight_decay, vicreg.batch_size) == (0.2, 1e-6, 2048)
+  assert vicreg.optimizer.get("norm_and_bias_base_lr") is None
+  swav = swav_imagenet.get_config()
+  assert (swav.swav.num_prototypes, swav.swav.freeze_prototypes_steps, swav.swav.queue_length) == (3000, 313, 0)
+  assert (swav.multicrop.num_local, swav.multicrop.local_size, swav.multicrop.crop_scale) == (6, 96, (0.05, 0.14))
+  assert optim.scaled_learning_rate(swav.optimizer.base_lr, swav.batch_size, "linear") == 4.8
+  small = swav_imagenet.get_config("bs256")
+  assert (small.batch_size, small.swav.queue_length, small.swav.epoch_queue_starts) == (256, 3840, 15)
+  assert (small.swav.freeze_prototypes_steps, small.optimizer.base_lr, small.optimizer.warmup_epochs) == (5005, 0.6, 0)
 
 
 def test_simclr_cifar10_is_google_research_simclr_s_command():

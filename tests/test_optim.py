@@ -114,3 +114,23 @@ def test_step_decay_and_decay_of_every_parameter():
   updates, _ = tx.update({"bias": jnp.zeros(2)}, tx.init(params), params)
   np.testing.assert_allclose(updates["bias"], -30.0 * 0.5, rtol=1e-6)  # The decay reaches the bias.
   assert not optim.decay_mask(params)["bias"]
+
+
+def test_barlow_twins_lars_gives_biases_their_own_rate_and_the_cosine_ends_at_a_fraction_of_the_peak():
+  """facebookresearch/barlowtwins: weights at 0.2 x B/256 with trust ratio and decay, biases and norm parameters
+  at 0.0048 x B/256 with neither; warmup, then cosine to 0.001 x the peak. At batch 512: peaks 0.4 and 0.0096."""
+  config = _config(base_lr=0.2, weight_decay=0.5, warmup_steps=10, lr_after_momentum=True, norm_and_bias_base_lr=0.0048)
+  config.optimizer.end_lr_ratio = 0.001
+  tx, schedule = optim.make_optimizer(config, batch_size=512, total_steps=110)
+  np.testing.assert_allclose([schedule(10), schedule(110)], [0.4, 0.4 * 0.001], rtol=1e-6)
+  np.testing.assert_allclose(schedule(60), 0.4 * (0.001 + 0.999 * 0.5 * (1 + np.cos(np.pi * 0.5))), rtol=1e-5)
+  params = {"kernel": jnp.full((4, 4), 2.0), "bias": jnp.full((4,), 2.0), "probe": {"bias": jnp.ones(3)}}
+  grads = {"kernel": jnp.full((4, 4), 0.5), "bias": jnp.full((4,), 0.5), "probe": {"bias": jnp.ones(3)}}
+  state = tx.init(params)
+  for _ in range(11):  # Step 10 runs at the peak; the momentum buffer holds 11 gradients' geometric sum.
+    updates, state = tx.update(grads, state, params)
+  momentum_sum = sum(0.9**k for k in range(11))
+  g = 0.5 + 0.5 * 2.0
+  np.testing.assert_allclose(updates["kernel"], -0.4 * momentum_sum * 0.001 * 8.0 / (g * 4) * g, rtol=1e-5)
+  np.testing.assert_allclose(updates["bias"], -0.0096 * momentum_sum * 0.5, rtol=1e-5)
+  np.testing.assert_allclose(updates["probe"]["bias"], -0.0096 * momentum_sum, rtol=1e-5)

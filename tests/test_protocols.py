@@ -102,7 +102,7 @@ def test_paper_protocols_are_the_papers_recipes_and_validate():
   config = simclr_digits.get_config()
   config.evals.mae_probe = mae
   config_checks.validate(config)
-  config.evals.mae_probe.protocol = "swav"
+  config.evals.mae_probe.protocol = "pirl"
   with pytest.raises(ConfigError, match=r"config.evals.mae_probe.protocol: unknown"):
     config_checks.validate(config)
 
@@ -119,6 +119,7 @@ REFERENCE_PROTOCOLS = {
   "barlow_twins": (100, 256, "sgd", 0.3, True, "cosine", False, 0.01, 1e-6),  # barlowtwins evaluate.py.
   "vicreg": (100, 256, "sgd", 0.3, True, "cosine", False, 0.01, 1e-6),  # vicreg evaluate.py.
   "swav": (100, 256, "sgd", 0.3, True, "cosine", False, 0.01, 1e-6),  # swav eval_linear.py, 32 x 8 GPUs.
+  "deepcluster_v2": (100, 256, "sgd", 0.3, True, "cosine", False, 0.01, 1e-6),  # The same eval_linear.py.
 }
 
 
@@ -156,6 +157,10 @@ def test_each_papers_linear_protocol_equals_its_reference(protocol):
     ("moco_v3_imagenet", "vit_small", "moco_v3_vit"),
     ("dino_imagenet", "", "dino"),
     ("dino_imagenet", "resnet50", "dino"),
+    ("barlow_twins_imagenet", "", "barlow_twins"),
+    ("vicreg_imagenet", "", "vicreg"),
+    ("swav_imagenet", "", "swav"),
+    ("deepcluster_v2_imagenet", "", "deepcluster_v2"),
   ],
 )
 def test_every_imagenet_config_quotes_its_number_next_to_a_protocol_it_runs(module, arg, protocol):

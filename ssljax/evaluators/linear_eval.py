@@ -5,7 +5,7 @@ features), but it is the protocol behind the papers' linear-evaluation numbers, 
 theirs. Results are keyed "linear_<protocol>/<encoder>/<budget>".
 
 `paper_protocol(name, ...)` gives a paper's recipe as config entries (every one: encoder frozen in inference mode,
-no weight decay, no BatchNorm before the head unless said, random resized crop (0.08 - 1) + flip):
+no weight decay and no BatchNorm before the head unless said, random resized crop (0.08 - 1) + flip):
 - "simclr" (google-research/simclr, `--train_mode=finetune --fine_tune_after_block=4 --zero_init_logits_layer`):
   SGD with Nesterov momentum 0.9, lr 0.1 x B/256, cosine, 90 epochs, head initialised at zero.
 - "mae" (facebookresearch/mae `main_linprobe.py`): BatchNorm without affine parameters (eps 1e-6) before the
@@ -27,9 +27,9 @@ no weight decay, no BatchNorm before the head unless said, random resized crop (
   cls_blocks=4)`; ViT-B/16: `model=dict(patch_mean=True)`), a ResNet's its pooled features. DINO's k-NN (k = 20,
   T = 0.07, on the teacher's l2-normalised features) is the `knn` evaluator.
 - "barlow_twins" (facebookresearch/barlowtwins `evaluate.py`), "vicreg" (facebookresearch/vicreg `evaluate.py`,
-  the same recipe) and "swav" (facebookresearch/swav `eval_linear.py`, the same recipe): SGD momentum 0.9 without
-  Nesterov, lr 0.3 at batch 256 (x B/256 here), weight decay 1e-6 on the head, cosine, 100 epochs, head
-  N(0, 0.01^2) with zero bias, no BatchNorm before it.
+  the same recipe) and "swav" / "deepcluster_v2" (facebookresearch/swav `eval_linear.py`, the same recipe): SGD
+  momentum 0.9 without Nesterov, lr 0.3 at batch 256 (x B/256 here), weight decay 1e-6 on the head, cosine, 100
+  epochs, head N(0, 0.01^2) with zero bias, no BatchNorm before it.
 Schedules here are per step where the references step them per epoch (the cosine's value differs by less than
 one epoch's change). The papers' batch sizes are the config's `batch_size`.
 """
@@ -95,6 +95,7 @@ PROTOCOLS = {
   "barlow_twins": _BARLOW_TWINS,
   "vicreg": _BARLOW_TWINS,
   "swav": _BARLOW_TWINS,
+  "deepcluster_v2": _BARLOW_TWINS,  # The swav repository's eval_linear.py.
 }
 # The batch size each paper's protocol used (the config's `batch_size` is what runs).
 PAPER_BATCH_SIZES = {
@@ -109,6 +110,7 @@ PAPER_BATCH_SIZES = {
   "barlow_twins": 256,
   "vicreg": 256,
   "swav": 256,
+  "deepcluster_v2": 256,
 }
 
 

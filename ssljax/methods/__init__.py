@@ -23,6 +23,7 @@ class BuildInfo:
   mesh: Any = None  # The mesh the train step runs on, so a loss can place its own collectives.
   num_steps: int = 1  # Total optimizer steps (per-step schedules: BYOL's teacher momentum).
   steps_per_epoch: int = 1  # Per-epoch schedules (DINO's teacher temperature, its frozen last layer).
+  num_examples: int = 0  # Training examples (DeepCluster-v2's memory bank holds one row each).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +52,9 @@ class Method:
       neither weight decay nor momentum moves a frozen parameter).
     optimizer_groups: {name: overrides of config.optimizer} for the parameters whose path contains `name`,
       e.g. {"predictor": {"schedule": "constant"}} (SimSiam's fixed predictor learning rate).
-    post_update: params -> params, applied after every optimizer update (before the teacher's EMA): writes that
-      are not gradients, e.g. SwAV's prototypes projected back onto the unit sphere.
+    post_update: (params, model_state, step, rng) -> (params, model_state), applied after every optimizer update
+      (before the teacher's EMA): writes that are not gradients, e.g. SwAV's prototypes projected back onto the
+      unit sphere, DeepCluster-v2's k-means at the end of each epoch (under `lax.cond`).
   """
 
   model: nn.Module

@@ -100,14 +100,15 @@ def swav_objective(outputs, batch, step, section, num_crops: int, queue_from_ste
   return loss, metrics
 
 
-def normalize_prototypes(params):
-  """Every prototype (a column of the "prototypes" kernel) back on the unit sphere."""
+def normalize_prototypes(params, model_state, step=None, rng=None):
+  """Every prototype (a column of the "prototypes" kernel) back on the unit sphere (a `Method.post_update`)."""
+  del step, rng
 
   def leaf(path, p):
     names = {str(getattr(k, "key", k)) for k in path}
     return unit_columns(p) if "prototypes" in names else p
 
-  return jax.tree_util.tree_map_with_path(leaf, params)
+  return jax.tree_util.tree_map_with_path(leaf, params), model_state
 
 
 def build(config, info) -> Method:
