@@ -543,10 +543,28 @@ class StepIndexedSampler:
     return order[position * self.global_batch_size : (position + 1) * self.global_batch_size]
 
   def process_indices(self, step: int) -> np.ndarray:
-    """This process's contiguous slice of the global batch of `step`."""
-    per_process = self.global_batch_size // jax.process_count()
-    start = jax.process_index() * per_process
-    return self.global_indices(step)[start : start + per_process]
+    return process_slice(self.global_indices(step))
+
+
+def process_slice(global_indices: np.ndarray) -> np.ndarray:
+  """This process's contiguous slice of a global batch's indices."""
+  per_process = len(global_indices) // jax.process_count()
+  start = jax.process_index() * per_process
+  return global_indices[start : start + per_process]
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderSampler:
+  """The global batches of steps first_step, first_step + 1, ... taken in turn from a given order of examples
+  (DeepCluster's epoch, sampled uniformly over its clusters)."""
+
+  order: np.ndarray
+  first_step: int
+  global_batch_size: int
+
+  def process_indices(self, step: int) -> np.ndarray:
+    start = (step - self.first_step) * self.global_batch_size
+    return process_slice(self.order[start : start + self.global_batch_size])
 
 
 class HostCrops:

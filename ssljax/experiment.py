@@ -187,7 +187,16 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
     progress.update(first_step)
     last_log = (first_step, time.perf_counter())
     end = first_position + num_steps - first_step
-    batches = data.train_batches(views_source, sampler, trainer.batch_sharding, first_position, end)
+    step_sampler = sampler
+    if trainer.method.per_epoch is not None:  # This epoch's start (DeepCluster's clustering), then its order.
+      epoch = first_position // sampler.steps_per_epoch
+      state = start_epoch(config, trainer, state, train_source, epoch)
+      order = trainer.method.per_epoch.order(
+        jax.device_get(state.model_state), epoch, config.seed, sampler.steps_per_epoch * config.batch_size
+      )
+      step_sampler = data.OrderSampler(order, epoch * sampler.steps_per_epoch, config.batch_size)
+      end = min(end, (epoch + 1) * sampler.steps_per_epoch)
+    batches = data.train_batches(views_source, step_sampler, trainer.batch_sharding, first_position, end)
     bad_streak, previous = 0, None
     for position, new_state, metrics in run_steps(trainer.step, state, batches):
       state, done = new_state, first_step + position - first_position + 1
@@ -227,6 +236,21 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
     state = roll_back(config, workdir, trainer, manager, done - 1, position, writer)
   progress.close()
   return state
+
+
+def start_epoch(config, trainer: Trainer, state, train_source, epoch: int):
+  """`state` after the method's `per_epoch.start` for `epoch` (unless it holds that epoch already: a resume
+  mid-epoch), on the features of every training example from the encoder in inference mode."""
+  per_epoch = trainer.method.per_epoch
+  if per_epoch.started_epoch(jax.device_get(state.model_state)) == epoch:
+    return state
+  encode = functools.partial(trainer.encode, eval_variables(state, trainer.method))
+  features, _ = evaluators.extract_features(
+    {"ssl": encode}, train_source, config.eval_batch_size, trainer.batch_sharding, f"features for epoch {epoch}"
+  )
+  key = jax.random.fold_in(state.rng, epoch)
+  params, model_state = per_epoch.start(state.params, state.model_state, features["ssl"], epoch, key)
+  return jax.device_put(state.replace(params=params, model_state=model_state), trainer.state_sharding)
 
 
 def roll_back(config, workdir: str, trainer: Trainer, manager, bad_step: int, next_position: int, writer):

@@ -444,8 +444,16 @@ def swav_loss(
   return total / len(crops_for_assign)
 
 
+SPLIT_EPSILON = 1.0 / 1024  # faiss' relative perturbation when it splits a cluster for an empty one.
+
+
 def kmeans(
-  features: jax.Array, centroids: jax.Array, num_iters: int, spherical: bool = False, weights: jax.Array | None = None
+  features: jax.Array,
+  centroids: jax.Array,
+  num_iters: int,
+  spherical: bool = False,
+  weights: jax.Array | None = None,
+  split_empty: bool = False,
 ):
   """Lloyd's k-means from the given initial centroids, jit-able: `num_iters` times, assign every feature to its
   nearest centroid, then move each centroid to the mean of its features. Equals scikit-learn's
@@ -453,7 +461,9 @@ def kmeans(
   empty cluster keeps its centroid (scikit-learn moves it to a far point; DeepCluster re-seeds it itself).
   `spherical`: assignment by the largest dot product and l2-normalised centroids (DeepCluster-v2's, on
   l2-normalised features). `weights` [N] (0 or 1): rows with weight 0 take no part in the centroids (the unfilled
-  rows of a memory bank); they are still assigned.
+  rows of a memory bank); they are still assigned. `split_empty`: after each update the e-th empty cluster takes
+  the centroid of the e-th largest cluster times (1 + eps s) and that one becomes (1 - eps s), s = (+1, -1, ...)
+  over dimensions, eps = 1/1024 (faiss' re-seeding, which DeepCluster relies on): the next assignment splits it.
 
   Args:
     features: [N, D]; under jit it may be sharded over rows (a memory bank over the mesh): the assignments stay
@@ -480,10 +490,36 @@ def kmeans(
     new = sums / jnp.maximum(counts, 1.0)[:, None]
     if spherical:
       new = l2_normalize(new)
-    return jnp.where(counts[:, None] > 0, new, centroids), None
+    new = jnp.where(counts[:, None] > 0, new, centroids)
+    return (split_empty_clusters(new, counts) if split_empty else new), None
 
   centroids, _ = jax.lax.scan(update, centroids.astype(jnp.float32), None, length=num_iters)
   return centroids, assign(centroids)
+
+
+def split_empty_clusters(centroids: jax.Array, counts: jax.Array) -> jax.Array:
+  """`kmeans`' `split_empty`: [k, D] centroids with every empty one (count 0) seeded by splitting a large one."""
+  num_clusters = centroids.shape[0]
+  empty = counts == 0
+  donors = jnp.argsort(-counts)[jnp.clip(jnp.cumsum(empty) - 1, 0, num_clusters - 1)]  # e-th empty: e-th largest.
+  split = empty & (counts[donors] > 1)
+  signs = jnp.where(jnp.arange(centroids.shape[1]) % 2 == 0, 1.0, -1.0) * SPLIT_EPSILON
+  is_donor = jnp.zeros(num_clusters, bool).at[jnp.where(split, donors, num_clusters)].set(True, mode="drop")
+  new = jnp.where(split[:, None], centroids[donors] * (1.0 + signs), centroids)
+  return jnp.where(is_donor[:, None], centroids * (1.0 - signs), new)
+
+
+def pca_whiten(features: jax.Array, dim: int, eps: float = 1e-8) -> jax.Array:
+  """DeepCluster's feature preprocessing before k-means (`clustering.preprocess_features`: faiss' PCAMatrix with
+  eigen_power -0.5, then l2 normalisation): [N, D] centred, projected on the `dim` leading principal axes, each
+  divided by the square root of its variance (floored at eps x the largest), rows l2-normalised. Float32."""
+  features = features.astype(jnp.float32)
+  centred = features - jnp.mean(features, axis=0)
+  covariance = centred.T @ centred / features.shape[0]
+  variances, axes = jnp.linalg.eigh(covariance)  # Ascending.
+  variances, axes = variances[::-1][:dim], axes[:, ::-1][:, :dim]
+  whitened = centred @ axes * jax.lax.rsqrt(jnp.maximum(variances, eps * variances[0]))
+  return l2_normalize(whitened)
 
 
 def pseudo_label_loss(scores, targets: jax.Array, num_crops: int = 1, temperature: float = 1.0) -> jax.Array:

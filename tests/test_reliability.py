@@ -63,12 +63,30 @@ def reference_losses(tmp_path_factory):
   return _uninterrupted_losses(tmp_path_factory.mktemp("reference"))
 
 
-SLOW = pytest.mark.slow  # The methods with a teacher, queue or centre; the default run resumes each in-process
-# (tests/test_methods.py: checkpoint after step 1, every leaf bit-exact after step 3).
+SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-process (tests/test_methods.py:
+# checkpoint after step 1, every leaf bit-exact after step 3; tests/test_deepcluster.py: stopped mid-epoch).
 
 
 @pytest.mark.parametrize(
-  "method", ["simclr", *(pytest.param(m, marks=SLOW) for m in ("byol", "simsiam", "moco_v2", "moco_v3", "dino"))]
+  "method",
+  [
+    "simclr",
+    *(
+      pytest.param(m, marks=SLOW)
+      for m in (
+        "byol",
+        "simsiam",
+        "moco_v2",
+        "moco_v3",
+        "dino",
+        "barlow_twins",
+        "vicreg",
+        "swav",
+        "deepcluster_v2",
+        "deepcluster",
+      )
+    ),
+  ],
 )
 def test_sigkill_at_random_steps_then_resume_gives_the_same_losses_bit_for_bit(method, tmp_path, request):
   expected = (

@@ -55,6 +55,8 @@ class Method:
     post_update: (params, model_state, step, rng) -> (params, model_state), applied after every optimizer update
       (before the teacher's EMA): writes that are not gradients, e.g. SwAV's prototypes projected back onto the
       unit sphere, DeepCluster-v2's k-means at the end of each epoch (under `lax.cond`).
+    per_epoch: host-level work at every epoch's start and the epoch's order of examples (`PerEpoch`:
+      DeepCluster's clustering of the whole training set and its sampling uniform over clusters).
   """
 
   model: nn.Module
@@ -67,6 +69,26 @@ class Method:
   frozen: Callable | None = None
   optimizer_groups: dict = dataclasses.field(default_factory=dict)
   post_update: Callable | None = None
+  per_epoch: "PerEpoch | None" = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PerEpoch:
+  """What `ssljax.experiment.train` runs around the shared step at each epoch (a method whose labels come from
+  the whole training set, DeepCluster):
+
+  Attributes:
+    start: (params, model_state, features [N, F] of every training example from the encoder in inference mode,
+      epoch, key) -> (params, model_state); run before the epoch's first step unless the state already holds
+      that epoch (a resume mid-epoch), its key folded from the state's rng and the epoch.
+    started_epoch: model_state -> the epoch whose start the state holds (-1: none).
+    order: (model_state, epoch, seed, num_samples) -> the epoch's example indices [num_samples], consumed a
+      global batch per step.
+  """
+
+  start: Callable
+  started_epoch: Callable
+  order: Callable
 
 
 def cosine_momentum(base: float, final: float, num_steps: int) -> Callable:

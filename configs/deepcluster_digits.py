@@ -1,0 +1,43 @@
+r"""DeepCluster (lecture 003) on scikit-learn's digits: the embedded default's data, encoder, budget (100 epochs,
+batch 256) and evaluators (configs/simclr_digits.py); at every epoch the whole training set's features are
+PCA-whitened, clustered by k-means into 100 clusters, and the network is trained to classify the clusters.
+
+  python -m ssljax.train --config configs/deepcluster_digits.py --workdir /tmp/ssljax/deepcluster_digits
+  python -m ssljax.train --config configs/deepcluster_digits.py:runlocal --workdir /tmp/ssljax/dc_digits_smoke
+
+As the paper: k = 10 x the classes, 20 k-means iterations, SGD lr 0.05 (momentum 0.9 for the network, none for
+the classifier re-initialised each epoch), weight decay 1e-5, constant; training views are random crops only.
+Deviation: PCA to 64 dimensions (the paper's 256, from 4096-dimensional features; these have 128).
+"""
+
+from configs import simclr_digits
+
+
+def get_config(arg: str = ""):
+  config = simclr_digits.get_config(arg)
+  del config["simclr"]
+  config.method = "deepcluster"
+  config.deepcluster = dict(num_clusters=100, pca_dim=64, kmeans_iters=20)
+  config.augment.update(jitter_prob=0.0, blur_prob=0.0)  # The reference trains on crops and flips only.
+  config.optimizer = paper_optimizer()
+  if "runlocal" in arg.split(","):
+    # Epochs of 2 steps (batch 480), so that the smoke tests cross several clusterings.
+    config.deepcluster.update(num_clusters=20, pca_dim=8)
+    config.batch_size = 480
+  return config
+
+
+def paper_optimizer() -> dict:
+  """facebookresearch/deepcluster main.py: SGD lr 0.05, momentum 0.9, weight decay 1e-5 on every parameter."""
+  return dict(
+    name="sgd",
+    base_lr=0.05,
+    lr_scaling="none",
+    weight_decay=1e-5,
+    warmup_steps=0,
+    warmup_epochs=0,
+    momentum=0.9,
+    nesterov=False,
+    schedule="constant",
+    decay_norm_and_bias=True,
+  )
