@@ -19,7 +19,7 @@ def get_config(arg: str = ""):
   config = simclr_imagenet.get_config(arg)
   del config["simclr"]
   config.method = "deepcluster"
-  config.deepcluster = dict(num_clusters=10000, pca_dim=256, kmeans_iters=20)
+  config.deepcluster = dict(num_clusters=10000, pca_dim=256, kmeans_iters=20, reassign=1.0)
   config.model.update(conv_init="he_fan_out", zero_init_residual=False)
   config.augment.update(jitter_prob=0.0, blur_prob=0.0, grayscale_prob=0.0)
   config.batch_size = 256

@@ -188,14 +188,14 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
     last_log = (first_step, time.perf_counter())
     end = first_position + num_steps - first_step
     step_sampler = sampler
-    if trainer.method.per_epoch is not None:  # This epoch's start (DeepCluster's clustering), then its order.
-      epoch = first_position // sampler.steps_per_epoch
+    per_epoch = trainer.method.per_epoch
+    if per_epoch is not None:  # This period's start (DeepCluster's clustering), then its order of examples.
+      period = max(1, round(per_epoch.period_epochs * sampler.steps_per_epoch))
+      epoch = first_position // period
       state = start_epoch(config, trainer, state, train_source, epoch)
-      order = trainer.method.per_epoch.order(
-        jax.device_get(state.model_state), epoch, config.seed, sampler.steps_per_epoch * config.batch_size
-      )
-      step_sampler = data.OrderSampler(order, epoch * sampler.steps_per_epoch, config.batch_size)
-      end = min(end, (epoch + 1) * sampler.steps_per_epoch)
+      order = per_epoch.order(jax.device_get(state.model_state), epoch, config.seed, period * config.batch_size)
+      step_sampler = data.OrderSampler(order, epoch * period, config.batch_size)
+      end = min(end, (epoch + 1) * period)
     batches = data.train_batches(views_source, step_sampler, trainer.batch_sharding, first_position, end)
     bad_streak, previous = 0, None
     for position, new_state, metrics in run_steps(trainer.step, state, batches):

@@ -84,11 +84,14 @@ class PerEpoch:
     started_epoch: model_state -> the epoch whose start the state holds (-1: none).
     order: (model_state, epoch, seed, num_samples) -> the epoch's example indices [num_samples], consumed a
       global batch per step.
+    period_epochs: the length of one such "epoch" in passes over the training set (DeepCluster's `--reassign`:
+      on a small dataset a pass is a few steps, too few to train a freshly initialised classifier).
   """
 
   start: Callable
   started_epoch: Callable
   order: Callable
+  period_epochs: float = 1.0
 
 
 def cosine_momentum(base: float, final: float, num_steps: int) -> Callable:

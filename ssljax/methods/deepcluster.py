@@ -12,6 +12,11 @@ so a checkpoint taken mid-epoch resumes bit-exact, and a resume at an epoch's st
 parameters with the same key. The epoch's order (`epoch_order`: every non-empty cluster sampled equally, then
 shuffled, as the reference's UnifLabelSampler) is a function of those clusters, the seed and the epoch.
 
+An "epoch" here is `reassign` passes over the training set (the reference's `--reassign`, 1 by default): on
+digits a pass is 5 steps, and a classifier re-initialised every 5 steps never leaves chance (measured: the loss
+stays at log k, and the linear probe reads 0.681 at 10 labels per class against raw pixels' 0.853), so the
+digits config clusters every 10 passes.
+
 As the reference: classifier N(0, 0.01^2) with zero bias at every epoch; SGD with momentum 0.9 for the network, a
 plain SGD step (no momentum: the reference builds its optimizer anew each epoch) for the classifier, lr 0.05,
 weight decay 1e-5, constant. Differences, stated: a ResNet instead of AlexNet / VGG-16, no Sobel filter; the
@@ -27,9 +32,10 @@ import numpy as np
 
 from ssljax import augment, losses, models
 from ssljax.config import ConfigError
+from ssljax.config_checks import NUMBER
 from ssljax.methods import Method, PerEpoch
 
-SCHEMA = {"num_clusters": int, "pca_dim": int, "kmeans_iters": int}
+SCHEMA = {"num_clusters": int, "pca_dim": int, "kmeans_iters": int, "reassign": NUMBER}
 
 
 class DeepClusterModel(nn.Module):
@@ -118,6 +124,8 @@ def build(config, info) -> Method:
       f"config.deepcluster.num_clusters: {section.num_clusters} must be between 2 and the {info.num_examples} "
       "training examples"
     )
+  if section.reassign <= 0:
+    raise ConfigError(f"config.deepcluster.reassign: {section.reassign} must be > 0 (epochs between clusterings)")
   if section.pca_dim < 1 or section.kmeans_iters < 1:
     raise ConfigError(
       f"config.deepcluster: pca_dim {section.pca_dim} and kmeans_iters {section.kmeans_iters} must be at least 1"
@@ -136,5 +144,7 @@ def build(config, info) -> Method:
     views_per_image=1,
     crops=tuple(views[:1]),
     optimizer_groups={"top_layer": {"momentum": 0.0}},
-    per_epoch=PerEpoch(jax.jit(functools.partial(start_epoch, **settings)), clustered_epoch, epoch_order),
+    per_epoch=PerEpoch(
+      jax.jit(functools.partial(start_epoch, **settings)), clustered_epoch, epoch_order, section.reassign
+    ),
   )
