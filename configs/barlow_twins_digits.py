@@ -8,6 +8,10 @@ As the paper: lambda 0.0051, LARS (lr 0.2 x B/256 for weights, 0.0048 x B/256 fo
 parameters, weight decay 1.5e-6, the learning rate after momentum), 10 warmup epochs (56 steps) then cosine to
 0.001 x the peak, BYOL's asymmetric blur and solarisation. Deviation: a projector of 512-512-512 (the paper's
 8192 is 64x the encoder's 128 features here as it is 4x ResNet-50's 2048).
+Measured alone on 2 CPU cores (2026-12-04, 10.2 min for the table's command): fast linear probe 0.950 at 10
+labels per class (raw pixels 0.853, SimCLR 0.939), 0.983 on all labels (0.972); kNN k=20 0.978 (0.986); 10%
+fine-tune 0.944 (0.533 from random init). benchmarks/RESULTS.md, "Redundancy reduction and clustering on
+digits", has every column and its protocol.
 """
 
 from configs import barlow_twins_imagenet, byol_imagenet, simclr_digits

@@ -6,6 +6,9 @@ with the prototypes set each epoch to the centroids of three spherical k-means o
 
 As the paper: temperature 0.1, 10 k-means iterations on crops 0 and 1, prototypes never trained. Deviation: 3 x 30
 clusters (3 x 3000 for ImageNet's 1000 classes). An epoch is 5 steps: the k-means runs 112 times.
+Measured alone on 2 CPU cores (2026-12-04, 13.5 min for the table's command): fast linear probe 0.881 at 10
+labels per class (raw pixels 0.853), 0.983 on all labels (0.972); kNN k=20 0.967 (0.986); 10% fine-tune 0.847
+(0.533 from random init). benchmarks/RESULTS.md, "Redundancy reduction and clustering on digits".
 """
 
 from ml_collections import config_dict

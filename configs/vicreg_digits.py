@@ -9,6 +9,9 @@ As the paper: coefficients 25 / 25 / 1, LARS (lr 0.2 x B/256, weight decay 1e-6,
 the learning rate after momentum), 10 warmup epochs (56 steps) then cosine to 0.001 x the peak, BYOL's asymmetric
 blur and solarisation. Deviation: an expander of 512-512-512 (the paper's 8192 against ResNet-50's 2048
 features).
+Measured alone on 2 CPU cores (2026-12-04, 10.5 min for the table's command): fast linear probe 0.931 at 10
+labels per class (raw pixels 0.853), 0.978 on all labels (0.972); kNN k=20 0.953 (0.986); 10% fine-tune 0.933
+(0.533 from random init). benchmarks/RESULTS.md, "Redundancy reduction and clustering on digits".
 """
 
 from configs import barlow_twins_digits, barlow_twins_imagenet, simclr_digits
