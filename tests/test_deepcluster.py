@@ -59,7 +59,9 @@ def test_epoch_order_samples_every_cluster_equally_and_depends_on_the_epoch():
   state = _state_with_clusters(clusters)
   order = deepcluster.epoch_order(state, epoch=3, seed=0, num_samples=96)
   counts = np.bincount(clusters[order], minlength=3)
-  assert len(order) == 96 and counts.max() - counts.min() <= 3  # 34 per cluster before the shuffle and cut.
+  assert len(order) == 96 and counts.max() - counts.min() <= 3  # 33 per cluster before the shuffle and cut.
+  longer = deepcluster.epoch_order(state, epoch=3, seed=0, num_samples=1000)  # 10 passes: `reassign` = 10.
+  assert len(longer) == 1000 and np.bincount(clusters[longer]).min() >= 320
   np.testing.assert_array_equal(order, deepcluster.epoch_order(state, epoch=3, seed=0, num_samples=96))
   assert not np.array_equal(order, deepcluster.epoch_order(state, epoch=4, seed=0, num_samples=96))
   assert deepcluster.clustered_epoch(state) == 0

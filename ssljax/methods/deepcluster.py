@@ -99,13 +99,13 @@ def clustered_epoch(model_state) -> int:
 
 
 def epoch_order(model_state, epoch: int, seed: int, num_samples: int) -> np.ndarray:
-  """The reference's UnifLabelSampler: int(N / non-empty clusters) + 1 images from each non-empty cluster (with
-  replacement when it is smaller), shuffled, the first `num_samples`; keyed by (seed, epoch)."""
+  """The reference's UnifLabelSampler: int(num_samples / non-empty clusters) + 1 images from each non-empty cluster
+  (with replacement when it is smaller), shuffled, the first `num_samples`; keyed by (seed, epoch)."""
   leaves = jax.tree_util.tree_leaves_with_path(model_state)
   clusters = np.asarray(next(leaf for path, leaf in leaves if str(getattr(path[-1], "key", "")) == "clusters"))
   rng = np.random.default_rng([seed, epoch, 3])
   members = [np.flatnonzero(clusters == c) for c in np.unique(clusters[clusters >= 0])]
-  per_cluster = len(clusters) // len(members) + 1
+  per_cluster = num_samples // len(members) + 1
   order = np.concatenate([rng.choice(m, per_cluster, replace=len(m) <= per_cluster) for m in members])
   rng.shuffle(order)
   return order[:num_samples]
