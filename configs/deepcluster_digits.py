@@ -10,6 +10,10 @@ the classifier re-initialised each epoch), weight decay 1e-5, constant; training
 Deviations: PCA to 64 dimensions (the paper's 256, from 4096-dimensional features; these have 128); clustering
 every 10 passes over the data (`reassign`: 50 steps; the paper's ImageNet epoch is 5,000 steps; re-clustered every
 5 steps, the classifier stays at chance).
+Measured alone on 2 CPU cores (2026-12-04, 5.2 min for the table's command): DeepCluster stays below raw pixels:
+fast linear probe 0.642 at 10 labels per class (raw pixels 0.853), 0.842 on all labels (0.972); kNN k=20 0.744
+(0.986); 10% fine-tune 0.569 (0.533 from random init). benchmarks/RESULTS.md, "Redundancy reduction and
+clustering on digits".
 """
 
 from configs import simclr_digits
