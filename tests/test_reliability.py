@@ -54,7 +54,9 @@ def _uninterrupted_losses(workdir, method="simclr"):
   run = _launch(workdir, method=method)
   assert run.wait(timeout=300) == 0, run.stderr.read()
   losses = _losses(workdir)
-  assert sorted(losses) == list(range(1, 17)) and len(set(losses.values())) == 16
+  # Every step a real update (DeepCluster-v2's first epoch, steps 1 and 2, only fills its bank: loss 0).
+  trained = [loss for loss in losses.values() if loss != 0.0]
+  assert sorted(losses) == list(range(1, 17)) and len(set(trained)) == len(trained) >= 14
   return losses
 
 
