@@ -125,6 +125,12 @@ def encode_crops(encoder: nn.Module, crops: dict, train: bool):
   return features, jnp.concatenate([features, encoder(crops["local"], train=train)])
 
 
+def check_crops_for_assign(assign: tuple, num_crops: int, key: str):
+  """SwAV's and DeepCluster-v2's assignment crops: distinct indices among the `num_crops` crops."""
+  if not assign or any(not 0 <= c < num_crops for c in assign) or len(set(assign)) != len(assign):
+    raise ConfigError(f"{key}: {assign} must be distinct crops among the {num_crops}")
+
+
 def check_divisible(value: int, by: int, key: str, what: str):
   if value % by:
     raise ConfigError(f"{key}: {value} is not a multiple of {what} {by}")

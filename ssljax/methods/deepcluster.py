@@ -92,17 +92,21 @@ def start_epoch(params, model_state, features, epoch, key, *, num_clusters: int,
   return params, jax.tree_util.tree_map_with_path(recorded, model_state)
 
 
+def _buffer(model_state, name: str):
+  """The model's buffer `name`, with or without the online probe's wrapper around the model."""
+  leaves = jax.tree_util.tree_leaves_with_path(model_state)
+  return next(leaf for path, leaf in leaves if str(getattr(path[-1], "key", "")) == name)
+
+
 def clustered_epoch(model_state) -> int:
   """The epoch the model's clusters were computed for (-1: none yet)."""
-  leaves = jax.tree_util.tree_leaves_with_path(model_state)
-  return int(next(leaf for path, leaf in leaves if str(getattr(path[-1], "key", "")) == "clustered_epoch"))
+  return int(_buffer(model_state, "clustered_epoch"))
 
 
 def epoch_order(model_state, epoch: int, seed: int, num_samples: int) -> np.ndarray:
   """The reference's UnifLabelSampler: int(num_samples / non-empty clusters) + 1 images from each non-empty cluster
   (with replacement when it is smaller), shuffled, the first `num_samples`; keyed by (seed, epoch)."""
-  leaves = jax.tree_util.tree_leaves_with_path(model_state)
-  clusters = np.asarray(next(leaf for path, leaf in leaves if str(getattr(path[-1], "key", "")) == "clusters"))
+  clusters = np.asarray(_buffer(model_state, "clusters"))
   rng = np.random.default_rng([seed, epoch, 3])
   members = [np.flatnonzero(clusters == c) for c in np.unique(clusters[clusters >= 0])]
   per_cluster = num_samples // len(members) + 1

@@ -26,7 +26,7 @@ from flax import traverse_util
 from ssljax import augment, losses, models
 from ssljax.config import ConfigError
 from ssljax.config_checks import NUMBER, OPTIONAL_INT, Optional
-from ssljax.methods import Method, encode_crops, freeze_paths, swav
+from ssljax.methods import Method, check_crops_for_assign, encode_crops, freeze_paths, swav
 
 BANK_ROWS_MULTIPLE = 1024
 SCHEMA = {
@@ -121,8 +121,7 @@ def build(config, info) -> Method:
   global_views, local_view, num_local = augment.view_configs(config)
   num_crops = len(global_views) + num_local
   assign = tuple(section.crops_for_assign)
-  if not assign or any(not 0 <= c < num_crops for c in assign) or len(set(assign)) != len(assign):
-    raise ConfigError(f"config.deepcluster_v2.crops_for_assign: {assign} must be distinct crops among the {num_crops}")
+  check_crops_for_assign(assign, num_crops, "config.deepcluster_v2.crops_for_assign")
   num_prototypes = tuple(section.num_prototypes)
   examples_per_epoch = info.steps_per_epoch * config.batch_size
   if not num_prototypes or any(k < 1 or k > examples_per_epoch for k in num_prototypes):

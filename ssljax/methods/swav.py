@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from ssljax import augment, losses, models
 from ssljax.config import ConfigError
 from ssljax.config_checks import NUMBER
-from ssljax.methods import Method, check_divisible, encode_crops, freeze_paths
+from ssljax.methods import Method, check_crops_for_assign, check_divisible, encode_crops, freeze_paths
 
 SCHEMA = {
   "proj_dim": int,
@@ -116,8 +116,7 @@ def build(config, info) -> Method:
   global_views, local_view, num_local = augment.view_configs(config)
   num_crops = len(global_views) + num_local
   assign = tuple(section.crops_for_assign)
-  if not assign or any(not 0 <= c < num_crops for c in assign) or len(set(assign)) != len(assign):
-    raise ConfigError(f"config.swav.crops_for_assign: {assign} must be distinct crops among the {num_crops}")
+  check_crops_for_assign(assign, num_crops, "config.swav.crops_for_assign")
   for key in ("freeze_prototypes_steps", "queue_length", "epoch_queue_starts"):
     if section[key] < 0:
       raise ConfigError(f"config.swav.{key}: {section[key]} must be at least 0")
