@@ -537,3 +537,110 @@ def pseudo_label_loss(scores, targets: jax.Array, num_crops: int = 1, temperatur
   logits = scores.astype(jnp.float32) / temperature
   per_row = -jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.maximum(labels, 0)[:, None], axis=-1)[:, 0]
   return jnp.sum(jnp.where(valid, per_row, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+
+
+def _scaled_lse(anchors, candidates, scale, block_size: int | None):
+  """log sum_j exp(scale * anchors[i] . candidates[j]), [M]: the scale multiplies the anchors (so it takes
+  gradients, a learnable temperature) and the log-sum-exp runs dense or blockwise as `contrastive_lse`."""
+  no_self = jnp.full(anchors.shape[0], -1)
+  return contrastive_lse(scale * anchors, candidates, no_self, 1.0, block_size)
+
+
+def clip_loss(
+  image_emb: jax.Array,
+  text_emb: jax.Array,
+  logit_scale: jax.Array | float,
+  *,
+  block_size: int | None = None,
+  axis_name=None,
+) -> jax.Array:
+  """CLIP's symmetric contrastive loss (Radford et al. 2021, Figure 3; open_clip's `ClipLoss`): logits
+  s * I T^T over the global batch, the mean of the image->text and text->image cross-entropies with the matching
+  pair as the target.
+
+  Args:
+    image_emb, text_emb: [N, D] l2-normalised embeddings (as the towers return them), row i a pair.
+    logit_scale: the scale s as a multiplier (CLIP's exp of its learnable log-scale), a scalar; gradients reach it.
+    block_size, axis_name: as for `nt_xent`: the log-sum-exps run over blocks of `block_size` columns (the N x N
+      logits never exist), and inside `jax.shard_map` each device keeps its rows as anchors and gathers the other
+      tower's embeddings of the global batch (open_clip's `gather_with_grad=True, local_loss=True`).
+
+  Returns:
+    Scalar float32 loss.
+  """
+  if image_emb.ndim != 2 or image_emb.shape != text_emb.shape:
+    raise ValueError(
+      f"clip_loss: image_emb and text_emb must both be [N, D], got {image_emb.shape} and {text_emb.shape}"
+    )
+  image_emb, text_emb = image_emb.astype(jnp.float32), text_emb.astype(jnp.float32)
+  scale = jnp.asarray(logit_scale, jnp.float32)
+  positive = scale * jnp.sum(image_emb * text_emb, axis=-1)
+  image_to_text = _scaled_lse(image_emb, _gather(text_emb, axis_name), scale, block_size)
+  text_to_image = _scaled_lse(text_emb, _gather(image_emb, axis_name), scale, block_size)
+  return _global_mean((image_to_text + text_to_image) / 2 - positive, axis_name)
+
+
+def _sigmoid_pair_sum(image_emb, text_emb, t, b, positive_diagonal, block_size: int | None):
+  """sum_ij -log sigmoid(z_ij (t I_i . T_j + b)) with z = +1 on the diagonal when `positive_diagonal` (a bool
+  scalar), else -1 everywhere. Blockwise over text blocks of `block_size` rows with each block's logits
+  recomputed in the backward pass (memory O(N x block_size))."""
+
+  def block_sum(text_block, first_row):
+    logits = t * image_emb @ text_block.T + b
+    rows = jnp.arange(image_emb.shape[0])[:, None]
+    columns = first_row + jnp.arange(text_block.shape[0])[None, :]
+    signs = jnp.where(positive_diagonal & (rows == columns), 1.0, -1.0)
+    valid = columns < text_emb.shape[0]  # Padding rows of the last block.
+    return jnp.sum(jnp.where(valid, -jax.nn.log_sigmoid(signs * logits), 0.0))
+
+  if block_size is None:
+    return block_sum(text_emb, 0)
+  blocks = _blocks(text_emb, block_size)
+
+  def visit(total, j):
+    return total + jax.checkpoint(block_sum)(blocks[j], j * block_size), None
+
+  total, _ = jax.lax.scan(visit, _zeros(t, image_emb, blocks), jnp.arange(len(blocks)))
+  return total
+
+
+def siglip_loss(
+  image_emb: jax.Array,
+  text_emb: jax.Array,
+  t: jax.Array | float,
+  b: jax.Array | float,
+  *,
+  block_size: int | None = None,
+  axis_name=None,
+) -> jax.Array:
+  """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, Algorithm 1; big_vision's `two_towers` sigmoid loss):
+  every one of the N^2 image-text pairs of the global batch is a binary classification with logit t I_i . T_j + b,
+  positive only for i = j; -log sigmoid summed over all pairs and divided by N.
+
+  Args:
+    image_emb, text_emb: [N, D] l2-normalised embeddings, row i a pair.
+    t, b: the temperature as a multiplier (SigLIP's exp(t')) and the bias, scalars; gradients reach both.
+    block_size: the pair sum runs over text blocks of `block_size` rows, each recomputed in the backward pass,
+      so no device holds more than [N_local, block_size] logits.
+    axis_name: inside `jax.shard_map`, the mesh axis (or axes) the batch is split over. Nothing is gathered:
+      each device's text block travels round the ring of devices (`ppermute`, big_vision's chunked sigmoid loss),
+      so a device meets every text of the global batch one block at a time, the positives on the first visit.
+
+  Returns:
+    Scalar float32 loss, the global one on every device.
+  """
+  if image_emb.ndim != 2 or image_emb.shape != text_emb.shape:
+    raise ValueError(
+      f"siglip_loss: image_emb and text_emb must both be [N, D], got {image_emb.shape} and {text_emb.shape}"
+    )
+  image_emb, text_emb = image_emb.astype(jnp.float32), text_emb.astype(jnp.float32)
+  t, b = jnp.asarray(t, jnp.float32), jnp.asarray(b, jnp.float32)
+  total = _sigmoid_pair_sum(image_emb, text_emb, t, b, True, block_size)
+  if axis_name is None:
+    return total / image_emb.shape[0]
+  num_devices = jax.lax.axis_size(axis_name)
+  ring = [(i, (i + 1) % num_devices) for i in range(num_devices)]
+  for _ in range(num_devices - 1):  # The other devices' texts: negatives only.
+    text_emb = jax.lax.ppermute(text_emb, axis_name, ring)
+    total = total + _sigmoid_pair_sum(image_emb, text_emb, t, b, False, block_size)
+  return jax.lax.psum(total, axis_name) / (image_emb.shape[0] * num_devices)
