@@ -15,6 +15,7 @@ setup(
   version="0.1.0",
   description="Self-supervised representation learning in JAX/Flax: SimCLR, MAE and more, sharded from day one.",
   packages=find_packages(include=["ssljax", "ssljax.*"]),
+  package_data={"ssljax": ["assets/*.json"]},  # The embedded default's tokenizer.
   python_requires=">=3.11",
   install_requires=requirements,
   extras_require={

@@ -75,7 +75,7 @@ OPTIMIZER = ByName(
       "lr_after_momentum": Optional(bool),  # p -= lr (m v + u) (BYOL, MoCo v3, MAE) rather than v = m v + lr u.
     },
     "sgd": {**_SCHEDULE, **_DECAY, "momentum": Optional(NUMBER), "nesterov": Optional(bool)},
-    "adamw": {**_SCHEDULE, **_DECAY, "b1": Optional(NUMBER), "b2": Optional(NUMBER)},
+    "adamw": {**_SCHEDULE, **_DECAY, "b1": Optional(NUMBER), "b2": Optional(NUMBER), "eps": Optional(NUMBER)},
   },
 )
 _EVERY = {"type": str, "every_steps": Optional(int)}
@@ -132,6 +132,7 @@ EVALUATOR = ByName(
       "max_points": Optional(int),
       "seed": Optional(int),
     },
+    "zero_shot": {**_EVERY, "templates": Optional(tuple), "ks": Optional(tuple), "max_examples": Optional(int)},
     "reconstruction": {
       **_EVERY,
       "num_images": Optional(int),
@@ -156,7 +157,12 @@ SCHEMA = {
     "skip_bad_files": Optional(bool),  # "folder": skip (and count) unreadable images instead of stopping.
     "center_crop": Optional(NUMBER),  # Images: shorter side to image_size / center_crop, centre crop (0.875: ImageNet).
     "host_crops": Optional(bool),  # The train step's views cut on the host from the full images (tfds, "folder").
+    "captions": Optional(str),  # "label_templates": batch["text"], synthetic captions of the labels (data.py).
   },
+  # The text tower of image-text methods (CLIP, SigLIP) and the tokenizer of the captions.
+  "text": Optional(
+    {"tokenizer": str, "context_length": int, "width": int, "depth": int, "num_heads": int, "causal": bool}
+  ),
   "model": ByName(
     "name",
     {
@@ -330,6 +336,21 @@ def _check_schedule(optimizer, key: str):
     raise ConfigError(f"{key}.norm_and_bias_base_lr: {norm_and_bias_lr} must be at least 0")
 
 
+def _check_text(config):
+  """The text tower and its tokenizer (CLIP, SigLIP)."""
+  from ssljax import text
+
+  for key in ("width", "depth", "num_heads"):
+    _positive(config, f"text.{key}")
+  section = config.text
+  if section.width % section.num_heads:
+    raise ConfigError(f"config.text.width: {section.width} is not divisible by num_heads {section.num_heads}")
+  if section.context_length < 2:
+    raise ConfigError(f"config.text.context_length: {section.context_length} leaves no room for a token and EOS")
+  if not text.tokenizer_exists(section.tokenizer):
+    raise ConfigError(f"config.text.tokenizer: no file {section.tokenizer!r} (in ssljax/assets or on disk)")
+
+
 def validate(config):
   """Raises ConfigError (one line naming the key) for unknown keys, wrong types and impossible combinations."""
   from ssljax import evaluators, methods, sharding
@@ -377,6 +398,10 @@ def validate(config):
     _check_augment(config.multicrop, "config.multicrop")
     _positive(config, "multicrop.local_size")
     _positive(config, "multicrop.num_local", minimum=0)
+  if config.dataset.get("captions") is not None:
+    require_choice(config.dataset.captions, ("label_templates",), "config.dataset.captions")
+  if config.get("text") is not None:
+    _check_text(config)
   if config.method == "mae" and not 0 < config.mae.mask_ratio < 1:
     raise ConfigError(f"config.mae.mask_ratio: {config.mae.mask_ratio} is not in (0, 1)")
   for baseline in config.eval_baselines:
@@ -386,6 +411,10 @@ def validate(config):
     require_choice(eval_config.type, registered, f"config.evals.{name}.type")
     if eval_config.type == "reconstruction" and config.method != "mae":
       raise ConfigError(f"config.evals.{name}: the reconstruction evaluator needs method 'mae', not {config.method!r}")
+    if eval_config.type == "zero_shot" and config.get("text") is None:
+      raise ConfigError(
+        f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"
+      )
     if "augment" in eval_config:
       _check_augment(eval_config.augment, f"config.evals.{name}.augment")
     if "optimizer" in eval_config:

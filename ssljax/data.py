@@ -6,6 +6,8 @@ A dataset is a random-access source (`len`, `get(indices)` -> {"image": float32 
 - "folder": your images, `data_dir/SPLIT/` with PNG/JPEG files flat (unlabelled) or in class subdirectories;
 - "npz": your arrays, `data_dir/SPLIT.npz` with "images" [N, H, W, C] and optional "labels" [N];
 - any other name: `tfds.data_source(name)` (ArrayRecord, random access, no TensorFlow at run time).
+With `config.dataset.captions = "label_templates"` every example also carries "text", int32 [B, L] tokens of a
+synthetic caption of its label (`CaptionedSource`), for image-text methods on labelled image datasets.
 
 The batch of step s is a pure function of (seed, s): epoch e = s // steps_per_epoch reads a permutation drawn
 from (seed, e). Resuming at step s therefore replays exactly the batches of an uninterrupted run, with no
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from ssljax.config import ConfigError
+from ssljax.config import ConfigError, require_choice
 
 DIGITS_TEST_SIZE = 360  # 20% of the 1797 digits, held out with a fixed permutation.
 
@@ -72,6 +74,7 @@ class TfdsSource:
     except Exception as error:  # tfds's errors name neither the key nor the fix: diagnose.
       raise _unreadable_split(builder, name, split, split_key) or error from None
     self.num_classes = features["label"].num_classes
+    self.class_names = tuple(n.replace("_", " ") for n in features["label"].names)
     self._size, self._center_crop = size, center_crop
     self._pool = concurrent.futures.ThreadPoolExecutor(8)
     self._encoded_source = None
@@ -479,8 +482,50 @@ def _digits(split: str, size: int) -> ArraySource:
   return ArraySource(np.clip(images, 0.0, 1.0), digits.target[index].astype(np.int32), 10)
 
 
-def load_source(dataset_config, split: str):
-  """The split `split` of `config.dataset` (name, image_size, optional data_dir) as a random-access source."""
+class CaptionedSource:
+  """`source` with synthetic captions: "text" int32 [B, context_length], a caption of each example's label made
+  by one of `templates` from `class_names` and tokenised (`ssljax.text.tokenize`). Training draws the template of
+  every example afresh at every step, keyed by (step, example index) (`get_for_step`: the same batches after a
+  resume and on any number of processes); evaluation reads template index mod T (`get`)."""
+
+  def __init__(self, source, class_names, templates, context_length: int, tokenizer):
+    from ssljax import text
+
+    self.source, self.num_classes, self.class_names = source, source.num_classes, tuple(class_names)
+    captions = [template.format(name) for name in self.class_names for template in templates]
+    self._tokens = text.tokenize(captions, context_length, tokenizer).reshape(len(class_names), len(templates), -1)
+
+  def __len__(self):
+    return len(self.source)
+
+  def _with_text(self, batch, templates):
+    return {**batch, "text": self._tokens[batch["label"], templates]}
+
+  def get(self, indices):
+    return self._with_text(self.source.get(indices), np.asarray(indices) % self._tokens.shape[1])
+
+  def get_for_step(self, indices, step: int):
+    templates = [np.random.default_rng([step, int(i)]).integers(self._tokens.shape[1]) for i in indices]
+    return self._with_text(self.source.get(indices), np.asarray(templates, np.int64))
+
+
+def _captioned(source, dataset_config, text_config, split: str):
+  """`source` with the captions `config.dataset.captions` asks for."""
+  from ssljax import text
+
+  require_choice(dataset_config.captions, ("label_templates",), "config.dataset.captions")
+  names = getattr(source, "class_names", None) or (text.DIGIT_NAMES if dataset_config.name == "digits" else None)
+  if not names or len(names) != source.num_classes:
+    raise ConfigError(f"config.dataset.captions: {dataset_config.name!r} split {split!r} has no class names to caption")
+  if text_config is None:
+    raise ConfigError("config.text: captions need a tokenizer and a context_length")
+  tokenizer = text.load_tokenizer(text_config.tokenizer)
+  return CaptionedSource(source, names, text.CAPTION_TEMPLATES, text_config.context_length, tokenizer)
+
+
+def load_source(dataset_config, split: str, text_config=None):
+  """The split `split` of `config.dataset` (name, image_size, optional data_dir) as a random-access source;
+  with `captions`, its examples carry "text" tokenised as `config.text` says."""
   size, center_crop = dataset_config.image_size, dataset_config.get("center_crop", 1.0)
   if not isinstance(size, int) or size <= 0:
     raise ConfigError(f"config.dataset.image_size: must be a positive integer, got {size!r}")
@@ -498,6 +543,8 @@ def load_source(dataset_config, split: str):
     split_key = "test_split" if split == dataset_config.get("test_split") else "train_split"
     source = TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"), split_key, center_crop)
   check_source(source, dataset_config, split)
+  if dataset_config.get("captions"):
+    source = _captioned(source, dataset_config, text_config, split)
   return source
 
 

@@ -43,7 +43,7 @@ def _source(config, name: str | None, split: str | None):
   if name and name != dataset["name"]:
     dataset.update(name=name, data_dir=None if name not in ("folder", "npz") else dataset.get("data_dir"))
   split = split or dataset["test_split"]
-  source = data.load_source(type(config)(dataset), split)
+  source = data.load_source(type(config)(dataset), split, config.get("text"))
   return source, np.array(source.files) if isinstance(source, data.FolderSource) else None
 
 

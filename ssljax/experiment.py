@@ -35,8 +35,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   config_checks.validate(config)
   paths.prepare_workdir(workdir)
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
-  train_source = data.load_source(config.dataset, config.dataset.train_split)
-  test_source = data.load_source(config.dataset, config.dataset.test_split)
+  train_source = data.load_source(config.dataset, config.dataset.train_split, config.get("text"))
+  test_source = data.load_source(config.dataset, config.dataset.test_split, config.get("text"))
   data.check_test_labels(train_source, test_source, config.dataset)
   config = with_resolved_data_dir(config, train_source)
   trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
@@ -297,7 +297,7 @@ def evaluate(
   featurizers = {"ssl": functools.partial(encode, variables_of(state))}
   for name in config.eval_baselines if step is None else ():  # Baselines do not change during training.
     featurizers[name] = baselines[require_choice(name, baselines, "config.eval_baselines")]()
-  test_source = test_source or data.load_source(config.dataset, config.dataset.test_split)
+  test_source = test_source or data.load_source(config.dataset, config.dataset.test_split, config.get("text"))
   if step is not None and config.get("train_eval_examples"):  # During training: a fixed subset of each split.
     train_source, test_source = (
       data.fixed_subset(s, config.train_eval_examples, config.seed) for s in (train_source, test_source)

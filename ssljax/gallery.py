@@ -21,7 +21,7 @@ def gallery(config, num_images: int, seed: int = 0) -> np.ndarray:
 
   from ssljax import augment, data
 
-  source = data.load_source(config.dataset, config.dataset.train_split)
+  source = data.load_source(config.dataset, config.dataset.train_split, config.get("text"))
   images = jnp.asarray(source.get(np.arange(num_images))["image"])
   global_views, _, _ = augment.view_configs(config)  # The config's two views, asymmetric ones included.
   views = jax.jit(lambda x, key: augment.multi_view({"image": x}, key, global_views, None, 0)["global"])(

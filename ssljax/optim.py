@@ -173,7 +173,12 @@ def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_ep
     )
   elif opt["name"] == "adamw":
     tx = optax.adamw(
-      schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), weight_decay=opt["weight_decay"], mask=mask
+      schedule,
+      b1=opt.get("b1", 0.9),
+      b2=opt.get("b2", 0.999),
+      eps=opt.get("eps", 1e-8),
+      weight_decay=opt["weight_decay"],
+      mask=mask,
     )
   else:
     raise ConfigError(f"config.optimizer.name: unknown optimizer {opt['name']!r} (lars, sgd, adamw)")

@@ -47,6 +47,9 @@ class WithOnlineProbe(nn.Module):
   def teach(self, inputs):
     return self.model.teach(inputs)
 
+  def embed(self, inputs):
+    return self.model.embed(inputs)
+
 
 def encoder_variables(variables: dict) -> dict:
   """The encoder's part ({collection: subtree}) of the variables of a method's model, with or without the online
@@ -232,6 +235,7 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
     "image": jnp.zeros((1, size, size, config.dataset.channels)),
     "label": jnp.zeros((1,), jnp.int32),
     "index": jnp.zeros((1,), jnp.int32),
+    **{key: jnp.zeros((1, *shape), dtype) for key, (shape, dtype) in method.extra_batch.items()},
   }
   sample_inputs = method.make_inputs(sample_batch, jax.random.PRNGKey(0))
   init = functools.partial(init_state, model, tx, sample_inputs, with_teacher=method.teacher_momentum is not None)

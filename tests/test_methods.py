@@ -1,5 +1,6 @@
 """Methods with a teacher, a queue, a centre, prototypes or a memory bank (BYOL, SimSiam, MoCo v2/v3, DINO, Barlow
-Twins, VICReg, SwAV, DeepCluster-v2) on the one train step: the risks of docs' method-state table, each a test.
+Twins, VICReg, SwAV, DeepCluster-v2), or text beside the images (CLIP, SigLIP),
+on the one train step: the risks of docs' method-state table, each a test.
 One compiled trainer per method and mesh is shared by every test."""
 
 import dataclasses
@@ -19,7 +20,19 @@ from ssljax import checkpoint, data, experiment, losses, optim, sharding, train_
 from ssljax.config import ConfigError
 from ssljax.methods import BuildInfo, build_method, cosine_momentum, dino
 
-METHODS = ("byol", "simsiam", "moco_v2", "moco_v3", "dino", "barlow_twins", "vicreg", "swav", "deepcluster_v2")
+METHODS = (
+  "byol",
+  "simsiam",
+  "moco_v2",
+  "moco_v3",
+  "dino",
+  "barlow_twins",
+  "vicreg",
+  "swav",
+  "deepcluster_v2",
+  "clip",
+  "siglip",
+)
 TEACHER_METHODS = ("byol", "moco_v2", "moco_v3", "dino")
 TAU = 0.9
 STEPS = 3
@@ -37,6 +50,12 @@ def method_config(name: str, arg: str = "runlocal,train_only"):
   for key in ("momentum", "final_momentum"):
     if key in config[name]:  # Methods with a teacher.
       config[name][key] = TAU
+  if name in ("clip", "siglip"):
+    # AdamW turns gradients that are exactly 0 up to float noise (a ViT's attention key biases: softmax ignores
+    # them) into +-lr steps whose sign differs between meshes; the meshes are compared under SGD (docs' table).
+    config.optimizer = dict(
+      name="sgd", base_lr=0.1, lr_scaling="none", weight_decay=0.0, warmup_steps=0, momentum=0.9, nesterov=False
+    )
   return config
 
 
@@ -54,7 +73,7 @@ class Run:
 def _run(name: str, devices: int) -> Run:
   config = method_config(name)
   mesh = sharding.make_mesh((("data", devices),), jax.devices()[:devices])
-  source = data.load_source(config.dataset, "train")
+  source = data.load_source(config.dataset, "train", config.get("text"))
   trainer = train_step.build_trainer(config, mesh, len(source), source.num_classes)
   sampler = data.StepIndexedSampler(len(source), config.batch_size, config.seed)
   state = trainer.make_state(config.seed)

@@ -86,6 +86,8 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "swav",
         "deepcluster_v2",
         "deepcluster",
+        "clip",
+        "siglip",
       )
     ),
   ],

@@ -102,6 +102,7 @@ def registry() -> dict:
     lora_finetune,
     reconstruction,
     self_training,
+    zero_shot,
   )
 
   return {
@@ -114,6 +115,7 @@ def registry() -> dict:
     "self_training": self_training.run,
     "embedding_plot": embedding_plot.run,
     "reconstruction": reconstruction.run,
+    "zero_shot": zero_shot.run,
   }
 
 

@@ -57,6 +57,9 @@ class Method:
       unit sphere, DeepCluster-v2's k-means at the end of each epoch (under `lax.cond`).
     per_epoch: host-level work at every epoch's start and the epoch's order of examples (`PerEpoch`:
       DeepCluster's clustering of the whole training set and its sampling uniform over clusters).
+    extra_batch: {key: (shape of one example's value, dtype)} of what the method reads from the batch beyond
+      "image", "label" and "index" (CLIP's "text" tokens [L]): the data must provide them, and the model is
+      initialised with them.
   """
 
   model: nn.Module
@@ -70,6 +73,7 @@ class Method:
   optimizer_groups: dict = dataclasses.field(default_factory=dict)
   post_update: Callable | None = None
   per_epoch: "PerEpoch | None" = None
+  extra_batch: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,9 +96,9 @@ def attention_implementation(dtype, head_dim: int, platform: str) -> str | None:
   return "cudnn" if supported and head_dim % 8 == 0 and head_dim <= 128 else None
 
 
-def dot_product_attention(query, key, value, implementation: str | None = None):
+def dot_product_attention(query, key, value, implementation: str | None = None, causal: bool = False):
   """softmax(q k^T / sqrt(head_dim)) v for [N, T, heads, head_dim] inputs through `jax.nn.dot_product_attention`
-  with `implementation` ("cudnn", "xla" or None: XLA).
+  with `implementation` ("cudnn", "xla" or None: XLA); `causal`: position t attends to positions <= t only.
 
   jax's cuDNN training path (0.10 - 0.11) rejects odd sequence lengths: it checks them as if a bias were given
   ("Unsupported sequence length Q 197, KV 197"), and a ViT has an odd length at the usual sizes (196 patches of a
@@ -108,22 +108,25 @@ def dot_product_attention(query, key, value, implementation: str | None = None):
   rejects when the step is traced fall back to XLA's attention, with a warning."""
   length = query.shape[1]
   if implementation != "cudnn":
-    return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
+    return jax.nn.dot_product_attention(query, key, value, is_causal=causal, implementation=implementation)
   try:
     if length % 2 == 0:
-      return jax.nn.dot_product_attention(query, key, value, implementation="cudnn")
-    return _padded_attention(query, key, value, "cudnn")
+      return jax.nn.dot_product_attention(query, key, value, is_causal=causal, implementation="cudnn")
+    return _padded_attention(query, key, value, "cudnn", causal)
   except (NotImplementedError, ValueError) as error:
     logging.warning("cuDNN attention rejected %s: XLA's attention instead (%s)", query.shape, error)
-    return jax.nn.dot_product_attention(query, key, value, implementation="xla")
+    return jax.nn.dot_product_attention(query, key, value, is_causal=causal, implementation="xla")
 
 
-def _padded_attention(query, key, value, implementation: str | None):
-  """Attention over inputs padded with one token along the sequence, masked out as a key and dropped as a query."""
+def _padded_attention(query, key, value, implementation: str | None, causal: bool = False):
+  """Attention over inputs padded with one token along the sequence, masked out as a key and dropped as a query
+  (the padding comes last, so a causal mask keeps it out too)."""
   length = query.shape[1]
   query, key, value = (jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0))) for x in (query, key, value))
   lengths = jnp.full((query.shape[0],), length, jnp.int32)
-  out = jax.nn.dot_product_attention(query, key, value, key_value_seq_lengths=lengths, implementation=implementation)
+  out = jax.nn.dot_product_attention(
+    query, key, value, key_value_seq_lengths=lengths, is_causal=causal, implementation=implementation
+  )
   return out[:, :length]
 
 
@@ -168,6 +171,7 @@ class Attention(nn.Module):
   dtype: Any = jnp.float32
   lora: tuple | None = None  # (rank, alpha): LoRA on the qkv and output projections.
   qkv_init: str = "fused"  # A key of QKV_INITS.
+  causal: bool = False  # Each position attends to itself and the positions before it (GPT, CLIP's text tower).
 
   @nn.compact
   def __call__(self, x):
@@ -186,7 +190,7 @@ class Attention(nn.Module):
     qkv = _adapted(qkv, x, self.lora, qkv_shape, 1, self.dtype, "qkv_lora")
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [N, T, heads, head_dim]
     implementation = attention_implementation(query.dtype, head_dim, jax.default_backend())
-    out = dot_product_attention(query, key, value, implementation)
+    out = dot_product_attention(query, key, value, implementation, self.causal)
     projected = nn.DenseGeneral(
       width,
       axis=(-2, -1),
@@ -229,12 +233,13 @@ class Block(nn.Module):
   dtype: Any = jnp.float32
   lora: tuple | None = None  # (rank, alpha): LoRA on every linear layer of the block.
   qkv_init: str = "fused"
+  causal: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     width, hidden = x.shape[-1], int(x.shape[-1] * self.mlp_ratio)
     drop = nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train or self.drop_path == 0)
-    attention = Attention(self.num_heads, self.dtype, self.lora, self.qkv_init, name="attn")
+    attention = Attention(self.num_heads, self.dtype, self.lora, self.qkv_init, self.causal, name="attn")
     x = x + drop(attention(layer_norm(self.dtype, "norm1")(x)))
     y = layer_norm(self.dtype, "norm2")(x)
     h = _adapted(
@@ -272,6 +277,7 @@ class Transformer(nn.Module):
   dtype: Any = jnp.float32
   lora: tuple | None = None
   qkv_init: str = "fused"
+  causal: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = True, last_blocks: int | None = None):
@@ -279,7 +285,14 @@ class Transformer(nn.Module):
     outputs = []
     for i, rate in enumerate(np.linspace(0.0, self.drop_path, self.depth)):
       block = Block(
-        self.num_heads, self.mlp_ratio, float(rate), self.dtype, self.lora, self.qkv_init, name=f"blocks_{i}"
+        self.num_heads,
+        self.mlp_ratio,
+        float(rate),
+        self.dtype,
+        self.lora,
+        self.qkv_init,
+        self.causal,
+        name=f"blocks_{i}",
       )
       x = block(x, train)
       outputs.append(x)
