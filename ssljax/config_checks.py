@@ -157,7 +157,10 @@ SCHEMA = {
     "skip_bad_files": Optional(bool),  # "folder": skip (and count) unreadable images instead of stopping.
     "center_crop": Optional(NUMBER),  # Images: shorter side to image_size / center_crop, centre crop (0.875: ImageNet).
     "host_crops": Optional(bool),  # The train step's views cut on the host from the full images (tfds, "folder").
-    "captions": Optional(str),  # "label_templates": batch["text"], synthetic captions of the labels (data.py).
+    # batch["text"]: "label_templates" (synthetic captions of the labels) or "feature" (a tfds dataset's own
+    # `caption_feature`, e.g. "captions/text" of coco_captions); see data.CaptionedSource.
+    "captions": Optional(str),
+    "caption_feature": Optional(str),
   },
   # The text tower of image-text methods (CLIP, SigLIP) and the tokenizer of the captions.
   "text": Optional(
@@ -399,7 +402,9 @@ def validate(config):
     _positive(config, "multicrop.local_size")
     _positive(config, "multicrop.num_local", minimum=0)
   if config.dataset.get("captions") is not None:
-    require_choice(config.dataset.captions, ("label_templates",), "config.dataset.captions")
+    require_choice(config.dataset.captions, ("label_templates", "feature"), "config.dataset.captions")
+    if config.dataset.captions == "feature" and not config.dataset.get("caption_feature"):
+      raise ConfigError("config.dataset.caption_feature: captions='feature' needs the tfds feature to read")
   if config.get("text") is not None:
     _check_text(config)
   if config.method == "mae" and not 0 < config.mae.mask_ratio < 1:

@@ -55,7 +55,14 @@ class TfdsSource:
   the key and the directory searched. `split_key` names the config key the split came from."""
 
   def __init__(
-    self, name: str, split: str, size: int, data_dir: str | None, split_key: str = "train_split", center_crop=1.0
+    self,
+    name: str,
+    split: str,
+    size: int,
+    data_dir: str | None,
+    split_key: str = "train_split",
+    center_crop=1.0,
+    caption_feature: str | None = None,
   ):
     import tensorflow_datasets as tfds  # Imported here: only tfds datasets need it.
 
@@ -65,7 +72,12 @@ class TfdsSource:
       raise ConfigError(f"config.dataset.name: unknown dataset {name!r} (not 'digits' and not in tfds)") from None
     self.data_dir = _data_dir_root(builder, name)  # Where tfds found it (data_dir, $TFDS_DATA_DIR or its default).
     features = builder.info.features
-    if "image" not in features or "label" not in features:
+    self._caption_path = caption_feature.split("/") if caption_feature else None
+    if self._caption_path and self._caption_path[0] not in features:
+      raise ConfigError(
+        f"config.dataset.caption_feature: {name!r} has no feature {caption_feature!r} (it has {sorted(features)})"
+      )
+    if "image" not in features or ("label" not in features and not self._caption_path):
       raise ConfigError(
         f"config.dataset.name: {name!r} has no 'image' and 'label' features (it has {sorted(features)})"
       )
@@ -73,8 +85,9 @@ class TfdsSource:
       self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except Exception as error:  # tfds's errors name neither the key nor the fix: diagnose.
       raise _unreadable_split(builder, name, split, split_key) or error from None
-    self.num_classes = features["label"].num_classes
-    self.class_names = tuple(n.replace("_", " ") for n in features["label"].names)
+    labelled = "label" in features
+    self.num_classes = features["label"].num_classes if labelled else 0
+    self.class_names = tuple(n.replace("_", " ") for n in features["label"].names) if labelled else None
     self._size, self._center_crop = size, center_crop
     self._pool = concurrent.futures.ThreadPoolExecutor(8)
     self._encoded_source = None
@@ -97,7 +110,19 @@ class TfdsSource:
   def get(self, indices):
     records = list(self._pool.map(self._source.__getitem__, [int(i) for i in indices]))
     images = preprocess([np.asarray(r["image"]) for r in records], self._size, self._center_crop)
-    return {"image": images, "label": np.array([r["label"] for r in records], np.int32)}
+    batch = {"image": images, "label": np.array([r.get("label", -1) for r in records], np.int32)}
+    if self._caption_path:  # Every example's captions, a list of strings (not an array: `CaptionedSource` reads it).
+      batch["captions"] = [_texts(r, self._caption_path) for r in records]
+    return batch
+
+
+def _texts(record, path) -> list[str]:
+  """The strings at `path` (feature names) of a tfds record: one text, or a sequence of them (COCO's captions)."""
+  value = record
+  for key in path:
+    value = value[key]
+  values = [value] if isinstance(value, bytes | str) else list(np.asarray(value).reshape(-1))
+  return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _data_dir_root(builder, name: str) -> str:
@@ -483,44 +508,55 @@ def _digits(split: str, size: int) -> ArraySource:
 
 
 class CaptionedSource:
-  """`source` with synthetic captions: "text" int32 [B, context_length], a caption of each example's label made
-  by one of `templates` from `class_names` and tokenised (`ssljax.text.tokenize`). Training draws the template of
-  every example afresh at every step, keyed by (step, example index) (`get_for_step`: the same batches after a
-  resume and on any number of processes); evaluation reads template index mod T (`get`)."""
+  """`source` whose examples carry "text", int32 [B, context_length]: one of each example's captions, tokenised
+  (`ssljax.text.tokenize`). `captions_of(batch)` lists every example's candidate captions: the templates of its
+  label ("label_templates", synthetic) or the source's own caption feature ("feature", e.g. COCO's five).
+  Training draws one afresh at every step, keyed by (step, example index) (`get_for_step`: the same batches after
+  a resume and on any number of processes); evaluation reads candidate index mod the number of candidates."""
 
-  def __init__(self, source, class_names, templates, context_length: int, tokenizer):
-    from ssljax import text
-
-    self.source, self.num_classes, self.class_names = source, source.num_classes, tuple(class_names)
-    captions = [template.format(name) for name in self.class_names for template in templates]
-    self._tokens = text.tokenize(captions, context_length, tokenizer).reshape(len(class_names), len(templates), -1)
+  def __init__(self, source, captions_of, context_length: int, tokenizer, class_names=None):
+    self.source, self.num_classes, self.class_names = source, source.num_classes, class_names
+    self._captions_of, self._length, self._tokenizer = captions_of, context_length, tokenizer
 
   def __len__(self):
     return len(self.source)
 
-  def _with_text(self, batch, templates):
-    return {**batch, "text": self._tokens[batch["label"], templates]}
+  def _with_text(self, batch, choose):
+    from ssljax import text
+
+    options = self._captions_of(batch)
+    captions = [candidates[choose(i, len(candidates))] for i, candidates in enumerate(options)]
+    batch = {k: v for k, v in batch.items() if k != "captions"}
+    return {**batch, "text": text.tokenize(captions, self._length, self._tokenizer)}
 
   def get(self, indices):
-    return self._with_text(self.source.get(indices), np.asarray(indices) % self._tokens.shape[1])
+    indices = np.asarray(indices)
+    return self._with_text(self.source.get(indices), lambda i, n: int(indices[i]) % n)
 
   def get_for_step(self, indices, step: int):
-    templates = [np.random.default_rng([step, int(i)]).integers(self._tokens.shape[1]) for i in indices]
-    return self._with_text(self.source.get(indices), np.asarray(templates, np.int64))
+    indices = np.asarray(indices)
+    choose = lambda i, n: int(np.random.default_rng([step, int(indices[i])]).integers(n))  # noqa: E731
+    return self._with_text(self.source.get(indices), choose)
 
 
 def _captioned(source, dataset_config, text_config, split: str):
   """`source` with the captions `config.dataset.captions` asks for."""
   from ssljax import text
 
-  require_choice(dataset_config.captions, ("label_templates",), "config.dataset.captions")
-  names = getattr(source, "class_names", None) or (text.DIGIT_NAMES if dataset_config.name == "digits" else None)
-  if not names or len(names) != source.num_classes:
-    raise ConfigError(f"config.dataset.captions: {dataset_config.name!r} split {split!r} has no class names to caption")
+  kind = require_choice(dataset_config.captions, ("label_templates", "feature"), "config.dataset.captions")
   if text_config is None:
     raise ConfigError("config.text: captions need a tokenizer and a context_length")
   tokenizer = text.load_tokenizer(text_config.tokenizer)
-  return CaptionedSource(source, names, text.CAPTION_TEMPLATES, text_config.context_length, tokenizer)
+  if kind == "feature":
+    return CaptionedSource(source, lambda batch: batch["captions"], text_config.context_length, tokenizer)
+  names = getattr(source, "class_names", None) or (text.DIGIT_NAMES if dataset_config.name == "digits" else None)
+  if not names or len(names) != source.num_classes:
+    raise ConfigError(f"config.dataset.captions: {dataset_config.name!r} split {split!r} has no class names to caption")
+
+  def templates_of(batch):
+    return [[t.format(names[label]) for t in text.CAPTION_TEMPLATES] for label in batch["label"]]
+
+  return CaptionedSource(source, templates_of, text_config.context_length, tokenizer, tuple(names))
 
 
 def load_source(dataset_config, split: str, text_config=None):
@@ -541,7 +577,10 @@ def load_source(dataset_config, split: str, text_config=None):
     source = _npz(dataset_config.get("data_dir"), split, size, train=split == dataset_config.train_split)
   else:
     split_key = "test_split" if split == dataset_config.get("test_split") else "train_split"
-    source = TfdsSource(dataset_config.name, split, size, dataset_config.get("data_dir"), split_key, center_crop)
+    caption_feature = dataset_config.get("caption_feature") if dataset_config.get("captions") == "feature" else None
+    source = TfdsSource(
+      dataset_config.name, split, size, dataset_config.get("data_dir"), split_key, center_crop, caption_feature
+    )
   check_source(source, dataset_config, split)
   if dataset_config.get("captions"):
     source = _captioned(source, dataset_config, text_config, split)

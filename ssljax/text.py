@@ -15,7 +15,8 @@ import os
 
 import numpy as np
 
-PAD, EOS = "<pad>", "<eos>"  # Ids 0 and 1.
+PAD, EOS = "<pad>", "<eos>"  # Ids 0 and 1 in the tokenizers trained here.
+EOS_TOKENS = (EOS, "<|endoftext|>", "</s>")  # Ours, CLIP's BPE (its tokenizer.json on the HF hub), SentencePiece's.
 DIGITS_TOKENIZER = "digits_tokenizer.json"  # In ssljax/assets/, written by `python -m ssljax.text`.
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Training captions: one template per example, drawn anew at every step (as a COCO image's five captions are).
@@ -74,13 +75,24 @@ def load_tokenizer(name: str = DIGITS_TOKENIZER):
   return Tokenizer.from_str(asset.read_text()) if asset.is_file() else Tokenizer.from_file(name)
 
 
-def tokenize(texts, length: int, tokenizer=None) -> np.ndarray:
-  """int32 [len(texts), length]: each text's ids ending in EOS, padded with PAD; too long: cut, EOS kept last."""
+def eos_id(tokenizer=None) -> int:
+  """The id of the tokenizer's end-of-text token (the text tower pools there)."""
   tokenizer = tokenizer or load_tokenizer()
-  eos = tokenizer.token_to_id(EOS)
+  for token in EOS_TOKENS:
+    if (found := tokenizer.token_to_id(token)) is not None:
+      return found
+  raise ValueError(f"the tokenizer has none of the end-of-text tokens {EOS_TOKENS}")
+
+
+def tokenize(texts, length: int, tokenizer=None) -> np.ndarray:
+  """int32 [len(texts), length]: each text's ids ending in EOS, padded with 0 (our PAD; CLIP pads with 0 too);
+  too long: cut, EOS kept last. A tokenizer whose post-processor adds no EOS gets one appended."""
+  tokenizer = tokenizer or load_tokenizer()
+  eos = eos_id(tokenizer)
   rows = np.zeros((len(texts), length), np.int32)
   for row, encoding in zip(rows, tokenizer.encode_batch(list(texts)), strict=True):
-    ids = encoding.ids[:length]
+    ids = encoding.ids if encoding.ids[-1:] == [eos] else [*encoding.ids, eos]
+    ids = ids[:length]
     ids[-1] = eos
     row[: len(ids)] = ids
   return rows

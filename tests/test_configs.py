@@ -184,3 +184,25 @@ def test_the_schema_names_every_setting_an_evaluator_takes(evaluator):
   run = evaluators.registry()[evaluator]
   named = [p.name for p in inspect.signature(run).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD][1:]
   assert set(named) <= set(config_checks.EVALUATOR.choices[evaluator]), evaluator
+
+
+def test_image_text_configs_match_their_papers():
+  from configs import clip_vit_base, siglip_vit_base
+
+  clip = clip_vit_base.get_config()
+  assert (clip.model.variant, clip.model.patch_size, clip.dataset.image_size, clip.batch_size) == ("B", 16, 224, 32768)
+  assert (clip.text.width, clip.text.depth, clip.text.num_heads, clip.text.context_length) == (512, 12, 8, 77)
+  assert clip.text.causal and clip.clip.embed_dim == 512 and clip.clip.init_temperature == 0.07
+  opt = clip.optimizer
+  assert (opt.name, opt.base_lr, opt.b1, opt.b2, opt.eps, opt.weight_decay, opt.warmup_steps) == (
+    "adamw",
+    5e-4,
+    0.9,
+    0.98,
+    1e-6,
+    0.2,
+    2000,
+  )
+  siglip = siglip_vit_base.get_config()
+  assert (siglip.siglip.init_temperature, siglip.siglip.init_bias, siglip.text.causal) == (10.0, -10.0, False)
+  assert (siglip.optimizer.base_lr, siglip.optimizer.b2, siglip.batch_size) == (1e-3, 0.95, 32768)

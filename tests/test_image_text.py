@@ -1,6 +1,7 @@
 """The pieces of CLIP and SigLIP around their losses: the tokenizer, the captioned data, the text tower's causal
 mask, the learnable scalars, zero-shot classification and retrieval recall."""
 
+import copy
 import importlib.resources
 import json
 
@@ -10,12 +11,13 @@ import numpy as np
 import pytest
 
 from configs import clip_digits, siglip_digits
-from ssljax import data, text, train_step
+from ssljax import data, experiment, prepare, text, train_step
 from ssljax.config import ConfigError
 from ssljax.evaluators import zero_shot
 from ssljax.methods import clip
 from ssljax.models import vit
 from ssljax.models.two_tower import TextTransformer
+from tests import tiny_tfds
 
 
 def test_committed_digits_tokenizer_is_what_training_it_again_gives():
@@ -160,3 +162,57 @@ def test_class_embeddings_average_the_normalised_prompts_and_renormalise():
   # Class "a": prompts "a" (len 1 -> row 4) and "xa" (len 2 -> row 5); class "bb": "bb" (5) and "xbb" (3).
   expected = np.array([[0.6, 1.8], [1.6, 0.8]])
   np.testing.assert_allclose(classes, expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_captions(tmp_path_factory):
+  """The tests' tfds image-text dataset (`tests/tiny_tfds.py`), prepared as ArrayRecord; a captioned config on it."""
+  data_dir = tmp_path_factory.mktemp("tfds")
+  prepare.prepare(tiny_tfds.CAPTIONS_NAME, str(data_dir))
+  config = clip_digits.get_config("runlocal")
+  config.dataset.update(
+    name=tiny_tfds.CAPTIONS_NAME,
+    data_dir=str(data_dir),
+    image_size=tiny_tfds.SIDE,
+    captions="feature",
+    caption_feature="captions/text",
+  )
+  config.text.context_length = 32  # The whole caption (the byte-level BPE of the digits splits its digits).
+  return config
+
+
+def test_a_tfds_dataset_with_a_caption_feature_gives_one_of_its_captions_per_example(tiny_captions):
+  """Read by name: each example's "text" is one of its own captions, drawn per (step, example); no labels, so no
+  classes for zero-shot."""
+  config = tiny_captions
+  source = data.load_source(config.dataset, "train", config.text)
+  assert source.num_classes == 0 and source.class_names is None
+  indices = np.arange(12)
+  raw, batch = source.source.get(indices), source.get_for_step(indices, step=2)
+  assert batch["image"].shape == (12, tiny_tfds.SIDE, tiny_tfds.SIDE, 1) and "captions" not in batch
+  drawn = []
+  for row, captions in zip(batch["text"], raw["captions"], strict=True):
+    matches = [c for c in captions if np.array_equal(row, text.tokenize([c], 32)[0])]
+    assert len(matches) == 1
+    drawn.append(captions.index(matches[0]))
+  assert len(set(drawn)) > 1  # Different captions for different examples.
+  np.testing.assert_array_equal(source.get_for_step(indices, step=2)["text"], batch["text"])
+  bad = copy.deepcopy(config)  # The fixture is shared.
+  bad.dataset.caption_feature = "no_such/text"
+  with pytest.raises(ConfigError, match="config.dataset.caption_feature"):
+    data.load_source(bad.dataset, "train", bad.text)
+
+
+def test_clip_trains_on_unlabelled_image_text_pairs_and_reports_retrieval(tiny_captions, tmp_path):
+  """The whole run on the tfds pairs: no labels, so no online probe and no label-reading evaluators; retrieval
+  recall on the test pairs."""
+  config = clip_digits.get_config("runlocal")
+  config.dataset, config.text = tiny_captions.dataset, tiny_captions.text
+  config.batch_size, config.total_steps = 16, 4
+  config.eval_batch_size = 24
+  config.eval_baselines = ()
+  config.evals = {"zero_shot": config.evals.zero_shot}
+  results = experiment.train_and_evaluate(config, str(tmp_path))
+  assert "zero_shot/ssl/accuracy" not in results
+  recalls = [results[f"retrieval/{d}/recall@{k}"] for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)]
+  assert all(0.0 <= r <= 1.0 for r in recalls) and recalls[2] >= recalls[1] >= recalls[0]

@@ -32,3 +32,24 @@ class SsljaxTinyImages(tfds.core.GeneratorBasedBuilder):
       image = np.full((SIDE, SIDE, 1), 250, np.uint8)
       image[1:-1, 1:-1] = rng.integers(0, 20, (SIDE - 2, SIDE - 2, 1)) + 20 * label
       yield index, {"image": image, "label": label}
+
+
+CAPTIONS_NAME = "ssljax_tiny_captions"
+CAPTIONS_PER_IMAGE = 3
+
+
+class SsljaxTinyCaptions(SsljaxTinyImages):
+  """The same images, unlabelled, each with `CAPTIONS_PER_IMAGE` captions ("image 7, caption 2"), as
+  coco_captions stores them: a sequence of {"text"} under "captions"."""
+
+  def _info(self):
+    features = {
+      "image": tfds.features.Tensor(shape=(SIDE, SIDE, 1), dtype=np.uint8),
+      "captions": tfds.features.Sequence({"text": tfds.features.Text()}),
+    }
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+  def _generate_examples(self, count: int, seed: int):
+    for index, example in super()._generate_examples(count, seed):
+      texts = [f"image {index}, caption {c}" for c in range(CAPTIONS_PER_IMAGE)]
+      yield index, {"image": example["image"], "captions": {"text": texts}}

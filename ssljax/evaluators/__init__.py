@@ -125,7 +125,7 @@ def own_baselines(context, baselines) -> tuple:
   return tuple(name for name in baselines if name in context.config.get("eval_baselines", ()))
 
 
-LABEL_FREE = ("reconstruction",)  # Evaluators that run on unlabelled data; the others need the labels.
+LABEL_FREE = ("reconstruction", "zero_shot")  # Evaluators that run on unlabelled data; the others need the labels.
 
 
 def _due_at(eval_config, step: int) -> bool:

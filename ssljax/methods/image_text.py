@@ -52,13 +52,15 @@ def build_method(config, info, *, scalars: dict, loss, scalar_values, post_updat
   dtype = jnp.dtype(config.dtype)
   section = config.text
   encoder = models.build_encoder(config.model, config.dataset.image_size, dtype)
+  tokenizer = text.load_tokenizer(section.tokenizer)
   text_encoder = TextTransformer(
-    text.vocab_size(text.load_tokenizer(section.tokenizer)),
+    text.vocab_size(tokenizer),
     section.context_length,
     section.width,
     section.depth,
     section.num_heads,
     causal=section.causal,
+    eos_id=text.eos_id(tokenizer),
     dtype=dtype,
   )
   method_config = config[config.method]
