@@ -9,8 +9,8 @@ here), 5,000 warmup steps (our choice) then cosine; each device's texts pass rou
   python -m ssljax.train --config configs/siglip_vit_base.py:runlocal --workdir /tmp/ssljax/siglip_vit_b16_local
 
 Data and tokenizer: as configs/clip_vit_base.py (SigLIP's own vocabulary is a 32k SentencePiece; any
-`tokenizers` JSON with an end-of-text token works). Expected: the paper's SigLIP ViT-B/16 at batch 32k reaches
-about 73% zero-shot ImageNet top-1 after its WebLI training; nothing comparable is measured with this codebase.
+`tokenizers` JSON with an end-of-text token works). Expected: not measured with this codebase; the paper's figures
+need WebLI and its ImageNet zero-shot protocol, so none is quoted here.
 """
 
 from ml_collections import config_dict
