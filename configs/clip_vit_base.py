@@ -8,9 +8,10 @@ steps then cosine; 32 epochs; temperature from 0.07, clamped at 1/100; bf16.
   python -m ssljax.train --config configs/clip_vit_base.py:runlocal --workdir /tmp/ssljax/clip_vit_b16_local
 
 Data: a tfds image-text dataset by name whose `caption_feature` holds its captions (default `coco_captions`,
-118k images with 5 captions each; one is drawn per step). CLIP's 400M pairs (and LAION / DataComp) come as
-webdataset shards, which ssljax does not read yet: on COCO alone this recipe is far from the paper's data and its
-32 epochs are ~115 steps. Tokenizer: pass CLIP's own BPE (`tokenizer.json` of openai/clip-vit-base-patch16, vocab
+118k images with 5 captions each; one is drawn per step; on COCO alone this recipe is far from the paper's data
+and its 32 epochs are ~115 steps), or webdataset-style tar shards as img2dataset writes LAION / CC / DataComp:
+`--config.dataset.name=tar --config.dataset.data_dir=D` reads `D/train/*.tar` and `D/val/*.tar` (KEY.jpg +
+KEY.txt), each process only its own shards. Tokenizer: pass CLIP's own BPE (`tokenizer.json` of openai/clip-vit-base-patch16, vocab
 49,408; its end-of-text token is found by name); the default is the digits tokenizer shipped here, which only
 makes the config build. Images: centre-cropped 224 px, random crops on the device.
 

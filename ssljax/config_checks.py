@@ -403,7 +403,8 @@ def validate(config):
     _positive(config, "multicrop.num_local", minimum=0)
   if config.dataset.get("captions") is not None:
     require_choice(config.dataset.captions, ("label_templates", "feature"), "config.dataset.captions")
-    if config.dataset.captions == "feature" and not config.dataset.get("caption_feature"):
+    feature = config.dataset.get("caption_feature") or config.dataset.name == "tar"  # Tar shards: KEY.txt.
+    if config.dataset.captions == "feature" and not feature:
       raise ConfigError("config.dataset.caption_feature: captions='feature' needs the tfds feature to read")
   if config.get("text") is not None:
     _check_text(config)

@@ -5,6 +5,7 @@ A dataset is a random-access source (`len`, `get(indices)` -> {"image": float32 
 - "digits": scikit-learn's bundled 8x8 handwritten digits (real data, no download) with a fixed held-out split;
 - "folder": your images, `data_dir/SPLIT/` with PNG/JPEG files flat (unlabelled) or in class subdirectories;
 - "npz": your arrays, `data_dir/SPLIT.npz` with "images" [N, H, W, C] and optional "labels" [N];
+- "tar": image-text pairs in webdataset-style shards, `data_dir/SPLIT/*.tar` (`TarShardSource`);
 - any other name: `tfds.data_source(name)` (ArrayRecord, random access, no TensorFlow at run time).
 With `config.dataset.captions = "label_templates"` every example also carries "text", int32 [B, L] tokens of a
 synthetic caption of its label (`CaptionedSource`), for image-text methods on labelled image datasets.
@@ -17,8 +18,11 @@ iterator state to checkpoint. Each process reads only its own contiguous slice o
 import concurrent.futures
 import dataclasses
 import functools
+import glob
 import os
 import queue
+import re
+import tarfile
 import threading
 import zipfile
 
@@ -384,6 +388,131 @@ class FolderSource:
     return {"image": images.astype(np.float32) / 255.0, "label": self.labels[np.asarray(indices)]}
 
 
+TAR_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+_TAR_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's key: the name up to its first dot.
+
+
+class TarShardSource:
+  """Image-text pairs in webdataset-style tar shards, `data_dir/SPLIT/*.tar` (the layout img2dataset writes for
+  LAION, CC and DataComp): `KEY.jpg` (or png / webp) beside `KEY.txt`, KEY being a member's name up to its first
+  dot. Process p of P reads only shards p, p + P, ... (`process_index`, `process_count`; evaluation reads every
+  shard). Their members are indexed once from the tar headers and read by offset, so the pipeline stays
+  random-access and step-indexed: `sampler` draws each process's share of a step's batch from its own pairs, a pure
+  function of (seed, process, step), and a resume replays it exactly.
+
+  A shard that is not a readable tar or is cut short is a one-line ConfigError naming it, or with `skip_bad_files`
+  skipped (and listed in `skipped_shards`); a key with no image or no caption is left out and counted in
+  `incomplete`. `get` gives "captions" (one per pair) for `CaptionedSource` (config.dataset.captions = "feature")."""
+
+  num_classes, class_names = 0, None
+
+  def __init__(
+    self, root: str, size: int, channels: int, center_crop=1.0, skip_bad_files=False, process_index=0, process_count=1
+  ):
+    shards = sorted(glob.glob(os.path.join(root, "*.tar")))
+    if not shards:
+      raise ConfigError(f"config.dataset.data_dir: no .tar shards in {root}")
+    if len(shards) < process_count:
+      raise ConfigError(f"config.dataset.data_dir: {len(shards)} shards in {root} for {process_count} processes")
+    self._size, self._channels, self._center_crop, self._skip = size, channels, center_crop, skip_bad_files
+    self.shards = shards[process_index::process_count]
+    self.process_index, self.process_count = process_index, process_count
+    self.skipped_shards, self.incomplete, self._pairs = [], 0, []
+    for shard in self.shards:
+      self._pairs += self._index(shard)
+    if not self._pairs:
+      raise ConfigError(f"config.dataset.data_dir: no image-caption pairs in the shards of {root}")
+    self._pool = concurrent.futures.ThreadPoolExecutor(8)
+
+  def _index(self, shard: str) -> list:
+    """[(shard, image (offset, size), caption (offset, size))] of one shard, in the order of its members."""
+    members = {}
+    try:
+      length = os.path.getsize(shard)
+      with tarfile.open(shard, "r:") as tar:
+        for member in tar:
+          match = _TAR_KEY.match(member.name)
+          if not member.isfile() or not match:
+            continue
+          if member.offset_data + member.size > length:
+            raise tarfile.ReadError(f"{member.name} is cut short")
+          members.setdefault(match.group(1), {})[match.group(2).lower()] = (member.offset_data, member.size)
+    except (tarfile.TarError, OSError, EOFError) as error:
+      if not self._skip:
+        raise ConfigError(
+          f"config.dataset.data_dir: shard {shard} is not a readable tar ({error}); "
+          "config.dataset.skip_bad_files=True skips such shards"
+        ) from None
+      logging.warning("skipped unreadable shard %s (%s)", shard, error)
+      self.skipped_shards.append(shard)
+      return []
+    pairs = []
+    for extensions in members.values():
+      image = next((extensions[e] for e in TAR_IMAGE_EXTENSIONS if e in extensions), None)
+      if image is None or "txt" not in extensions:
+        self.incomplete += 1
+        continue
+      pairs.append((shard, image, extensions["txt"]))
+    return pairs
+
+  def __len__(self):
+    return len(self._pairs)
+
+  @property
+  def total_examples(self) -> int:
+    """The pairs of all processes, for the schedule: every process is taken to hold as many as this one."""
+    return len(self) * self.process_count
+
+  def sampler(self, global_batch_size: int, seed: int) -> "ProcessSampler":
+    return ProcessSampler(len(self), global_batch_size // self.process_count, seed, self.process_index)
+
+  def _read(self, index: int):
+    shard, (image_offset, image_size), (text_offset, text_size) = self._pairs[index]
+    with open(shard, "rb") as f:
+      f.seek(image_offset)
+      image = f.read(image_size)
+      f.seek(text_offset)
+      caption = f.read(text_size).decode("utf-8", errors="replace").strip()
+    try:
+      with _open(image) as opened:
+        pixels = np.asarray(_convert(opened, self._channels))
+    except (OSError, ValueError, SyntaxError) as error:
+      raise ConfigError(f"config.dataset: cannot read the image of pair {index} in {shard} ({error})") from None
+    return pixels.reshape(*pixels.shape[:2], self._channels), caption
+
+  def get(self, indices):
+    images, captions = zip(*self._pool.map(self._read, [int(i) for i in indices]), strict=True)
+    return {
+      "image": preprocess(list(images), self._size, self._center_crop),
+      "label": np.full(len(captions), -1, np.int32),
+      "captions": [[c] for c in captions],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessSampler:
+  """This process's share of every step's batch drawn from its own examples (its own shards): epoch e of process
+  p reads a permutation drawn from (seed, p, e), a pure function of the step."""
+
+  num_examples: int
+  batch_size: int  # Per process.
+  seed: int
+  process_index: int
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return self.num_examples // self.batch_size
+
+  def process_indices(self, step: int) -> np.ndarray:
+    if self.steps_per_epoch == 0:
+      raise ConfigError(
+        f"config.batch_size: this process's {self.batch_size} is more than its {self.num_examples} pairs"
+      )
+    epoch, position = divmod(step, self.steps_per_epoch)
+    order = np.random.default_rng([self.seed, self.process_index, epoch]).permutation(self.num_examples)
+    return order[position * self.batch_size : (position + 1) * self.batch_size]
+
+
 def _class_dirs(root: str) -> list[str]:
   """The subdirectories of `root` (a folder dataset's classes), sorted; hidden ones (.ipynb_checkpoints, .git)
   are no class."""
@@ -521,6 +650,13 @@ class CaptionedSource:
   def __len__(self):
     return len(self.source)
 
+  @property
+  def total_examples(self) -> int:
+    return num_examples(self.source)
+
+  def sampler(self, global_batch_size: int, seed: int):
+    return train_sampler(self.source, global_batch_size, seed)
+
   def _with_text(self, batch, choose):
     from ssljax import text
 
@@ -573,11 +709,23 @@ def load_source(dataset_config, split: str, text_config=None):
     classes = _class_dirs(train_root) if split != dataset_config.train_split and os.path.isdir(train_root) else None
     skip = dataset_config.get("skip_bad_files", False)
     source = FolderSource(data_dir, split, size, channels, classes, skip_bad_files=skip, center_crop=center_crop)
+  elif dataset_config.name == "tar":
+    train = split == dataset_config.train_split  # Training reads this process's shards, evaluation all of them.
+    source = TarShardSource(
+      os.path.join(dataset_config.get("data_dir") or "", split),
+      size,
+      dataset_config.channels,
+      center_crop,
+      dataset_config.get("skip_bad_files", False),
+      jax.process_index() if train else 0,
+      jax.process_count() if train else 1,
+    )
   elif dataset_config.name == "npz":
     source = _npz(dataset_config.get("data_dir"), split, size, train=split == dataset_config.train_split)
   else:
     split_key = "test_split" if split == dataset_config.get("test_split") else "train_split"
-    caption_feature = dataset_config.get("caption_feature") if dataset_config.get("captions") == "feature" else None
+    with_feature = dataset_config.get("captions") == "feature"
+    caption_feature = dataset_config.get("caption_feature") if with_feature else None
     source = TfdsSource(
       dataset_config.name, split, size, dataset_config.get("data_dir"), split_key, center_crop, caption_feature
     )
@@ -630,6 +778,17 @@ class StepIndexedSampler:
 
   def process_indices(self, step: int) -> np.ndarray:
     return process_slice(self.global_indices(step))
+
+
+def num_examples(source) -> int:
+  """The training examples of all processes (a source of per-process shards holds only this process's)."""
+  return getattr(source, "total_examples", len(source))
+
+
+def train_sampler(source, global_batch_size: int, seed: int):
+  """The step-indexed sampler of a training source: its own (per-process shards) or the global one."""
+  own = getattr(source, "sampler", None)
+  return own(global_batch_size, seed) if own else StepIndexedSampler(len(source), global_batch_size, seed)
 
 
 def process_slice(global_indices: np.ndarray) -> np.ndarray:

@@ -39,8 +39,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   test_source = data.load_source(config.dataset, config.dataset.test_split, config.get("text"))
   data.check_test_labels(train_source, test_source, config.dataset)
   config = with_resolved_data_dir(config, train_source)
-  trainer = build_trainer(config, mesh, len(train_source), train_source.num_classes)
-  data.StepIndexedSampler(len(train_source), config.batch_size, config.seed).global_indices(0)  # Batch fits?
+  trainer = build_trainer(config, mesh, data.num_examples(train_source), train_source.num_classes)
+  data.train_sampler(train_source, config.batch_size, config.seed).process_indices(0)  # Batch fits?
 
   paths.mark_run(workdir)
   manager = checkpoint.make_manager(workdir, config.keep_checkpoints)
@@ -170,7 +170,7 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
   if config.dataset.get("host_crops"):
     views_source = data.HostCrops(train_source, trainer.method.crops, config.seed, config.dataset.channels)
   max_bad_streak = config.get("max_nonfinite_steps", MAX_NONFINITE_STEPS)
-  sampler = data.StepIndexedSampler(len(train_source), config.batch_size, config.seed)
+  sampler = data.train_sampler(train_source, config.batch_size, config.seed)
   num_steps = trainer.num_steps
   progress = tqdm(
     total=num_steps,
