@@ -216,3 +216,27 @@ def test_clip_trains_on_unlabelled_image_text_pairs_and_reports_retrieval(tiny_c
   assert "zero_shot/ssl/accuracy" not in results
   recalls = [results[f"retrieval/{d}/recall@{k}"] for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)]
   assert all(0.0 <= r <= 1.0 for r in recalls) and recalls[2] >= recalls[1] >= recalls[0]
+
+
+def test_text_tower_starts_from_clips_initialisation():
+  """openai/CLIP's `initialize_parameters` for width 64 and 4 layers: qkv std 64^-0.5 = 0.125, attention output and
+  MLP output 0.125 x 8^-0.5 = 0.0442, MLP input 128^-0.5 = 0.0884; token embedding 0.02, positions 0.01."""
+  model = TextTransformer(vocab_size=512, context_length=16, width=64, depth=4, num_heads=4)
+  params = model.init(jax.random.key(0), jnp.ones((1, 16), jnp.int32))["params"]
+  block = params["transformer"]["blocks_2"]
+  expected = {
+    "qkv": (block["attn"]["qkv"]["kernel"], 0.125),
+    "proj": (block["attn"]["proj"]["kernel"], 0.125 / np.sqrt(8)),
+    "fc1": (block["fc1"]["kernel"], 128**-0.5),
+    "fc2": (block["fc2"]["kernel"], 0.125 / np.sqrt(8)),
+    "tokens": (params["token_embed"]["embedding"], 0.02),
+    "positions": (params["pos_embed"], 0.01),
+  }
+  for name, (value, std) in expected.items():
+    value = np.asarray(nn_unbox(value))
+    assert abs(value.mean()) < 0.1 * std and abs(value.std() / std - 1) < 0.05, (name, value.std(), std)
+  assert np.all(np.asarray(nn_unbox(block["fc1"]["bias"])) == 0)
+
+
+def nn_unbox(value):
+  return getattr(value, "value", value)

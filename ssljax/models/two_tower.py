@@ -14,7 +14,8 @@ from ssljax.models.vit import Transformer, layer_norm, partitioned
 
 class TextTransformer(nn.Module):
   """Token ids [N, L] (each text ending in the token `eos_id`) -> features [N, width]: token embedding
-  N(0, 0.02^2) plus a learned position embedding N(0, 0.01^2) (CLIP's initialisation), pre-norm blocks, a final
+  N(0, 0.02^2) plus a learned position embedding N(0, 0.01^2), pre-norm blocks (the ViT's, with CLIP's
+  initialisation: `vit.clip_stds`; biases zero, LayerNorm eps 1e-6 and exact GELU as our ViT), a final
   LayerNorm, and the features at the EOS token (CLIP's pooling). `causal`: position t attends to t and the
   positions before it (CLIP's text tower); otherwise to every position (SigLIP's)."""
 
@@ -42,7 +43,10 @@ class TextTransformer(nn.Module):
       "pos_embed", partitioned(nn.initializers.normal(0.01), (None, "embed")), (self.context_length, self.width)
     )
     x = embed(tokens) + position[: tokens.shape[1]].astype(self.dtype)
-    x = Transformer(self.depth, self.num_heads, dtype=self.dtype, causal=self.causal, name="transformer")(x, train)
+    transformer = Transformer(
+      self.depth, self.num_heads, dtype=self.dtype, causal=self.causal, clip_init=True, name="transformer"
+    )
+    x = transformer(x, train)
     x = layer_norm(self.dtype, "norm")(x)
     eos = jnp.argmax(tokens == self.eos_id, axis=1)  # The first EOS (CLIP: argmax of the ids, EOT being the last).
     return jnp.take_along_axis(x, eos[:, None, None], axis=1)[:, 0]

@@ -172,6 +172,7 @@ class Attention(nn.Module):
   lora: tuple | None = None  # (rank, alpha): LoRA on the qkv and output projections.
   qkv_init: str = "fused"  # A key of QKV_INITS.
   causal: bool = False  # Each position attends to itself and the positions before it (GPT, CLIP's text tower).
+  clip_init_layers: int = 0  # > 0: CLIP's text-tower init for a tower of that depth (`clip_stds`), not Xavier.
 
   @nn.compact
   def __call__(self, x):
@@ -183,7 +184,12 @@ class Attention(nn.Module):
     qkv = nn.DenseGeneral(
       qkv_shape,
       dtype=self.dtype,
-      kernel_init=partitioned(QKV_INITS[self.qkv_init], ("embed", "qkv", "heads", "kv")),
+      kernel_init=partitioned(
+        nn.initializers.normal(clip_stds(width, self.clip_init_layers)["attn"])
+        if self.clip_init_layers
+        else QKV_INITS[self.qkv_init],
+        ("embed", "qkv", "heads", "kv"),
+      ),
       bias_init=partitioned(nn.initializers.zeros, ("qkv", "heads", "kv")),
       name="qkv",
     )(x)
@@ -195,19 +201,31 @@ class Attention(nn.Module):
       width,
       axis=(-2, -1),
       dtype=self.dtype,
-      kernel_init=partitioned(_xavier, ("heads", "kv", "embed")),
+      kernel_init=partitioned(
+        nn.initializers.normal(clip_stds(width, self.clip_init_layers)["proj"]) if self.clip_init_layers else _xavier,
+        ("heads", "kv", "embed"),
+      ),
       bias_init=partitioned(nn.initializers.zeros, ("embed",)),
       name="proj",
     )(out)
     return _adapted(projected, out, self.lora, (width,), 2, self.dtype, "proj_lora")
 
 
-def dense(features: int, names, dtype, name: str):
-  """A Xavier-initialised linear layer whose kernel has logical axes `names` (bias: the last of them)."""
+def clip_stds(width: int, layers: int) -> dict:
+  """The standard deviations of CLIP's text-transformer init (openai/CLIP `initialize_parameters`): attention's
+  qkv width^-0.5, the attention output and the MLP's second layer width^-0.5 (2 layers)^-0.5, the MLP's first
+  layer (2 width)^-0.5."""
+  proj = width**-0.5 * (2 * layers) ** -0.5
+  return {"attn": width**-0.5, "proj": proj, "fc1": (2 * width) ** -0.5, "fc2": proj}
+
+
+def dense(features: int, names, dtype, name: str, std: float | None = None):
+  """A linear layer, Xavier-initialised (or N(0, std^2)), whose kernel has logical axes `names` (bias: the last of
+  them, zeros)."""
   return nn.Dense(
     features,
     dtype=dtype,
-    kernel_init=partitioned(_xavier, names),
+    kernel_init=partitioned(_xavier if std is None else nn.initializers.normal(std), names),
     bias_init=partitioned(nn.initializers.zeros, names[-1:]),
     name=name,
   )
@@ -234,21 +252,23 @@ class Block(nn.Module):
   lora: tuple | None = None  # (rank, alpha): LoRA on every linear layer of the block.
   qkv_init: str = "fused"
   causal: bool = False
+  clip_init_layers: int = 0  # See Attention.
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     width, hidden = x.shape[-1], int(x.shape[-1] * self.mlp_ratio)
+    stds = clip_stds(width, self.clip_init_layers) if self.clip_init_layers else {}
     drop = nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train or self.drop_path == 0)
-    attention = Attention(self.num_heads, self.dtype, self.lora, self.qkv_init, self.causal, name="attn")
+    attention = Attention(
+      self.num_heads, self.dtype, self.lora, self.qkv_init, self.causal, self.clip_init_layers, name="attn"
+    )
     x = x + drop(attention(layer_norm(self.dtype, "norm1")(x)))
     y = layer_norm(self.dtype, "norm2")(x)
-    h = _adapted(
-      dense(hidden, ("embed", "mlp"), self.dtype, "fc1")(y), y, self.lora, (hidden,), 1, self.dtype, "fc1_lora"
-    )
+    fc1 = dense(hidden, ("embed", "mlp"), self.dtype, "fc1", stds.get("fc1"))
+    h = _adapted(fc1(y), y, self.lora, (hidden,), 1, self.dtype, "fc1_lora")
     h = nn.gelu(h, approximate=False)
-    y = _adapted(
-      dense(width, ("mlp", "embed"), self.dtype, "fc2")(h), h, self.lora, (width,), 1, self.dtype, "fc2_lora"
-    )
+    fc2 = dense(width, ("mlp", "embed"), self.dtype, "fc2", stds.get("fc2"))
+    y = _adapted(fc2(h), h, self.lora, (width,), 1, self.dtype, "fc2_lora")
     return x + drop(y)
 
 
@@ -278,6 +298,7 @@ class Transformer(nn.Module):
   lora: tuple | None = None
   qkv_init: str = "fused"
   causal: bool = False
+  clip_init: bool = False  # CLIP's text-tower init (`clip_stds`) instead of Xavier.
 
   @nn.compact
   def __call__(self, x, train: bool = True, last_blocks: int | None = None):
@@ -292,6 +313,7 @@ class Transformer(nn.Module):
         self.lora,
         self.qkv_init,
         self.causal,
+        self.depth if self.clip_init else 0,
         name=f"blocks_{i}",
       )
       x = block(x, train)
