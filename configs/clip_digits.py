@@ -15,7 +15,8 @@ through text (ten caption classes, many pairs sharing a caption); it exercises t
 global batch, zero-shot classification and retrieval, not what web captions teach. Real image-text data:
 config.dataset.name = a tfds dataset with captions (not yet read; see issue 25).
 
-Expected (2-core CPU, 3 min 45 s with evaluation; measured 2026-12-05): zero-shot accuracy 0.958 on the 360 test
+Expected (2-core CPU, 3 min 45 s with evaluation; measured 2026-12-05
+before the text tower took CLIP's init): zero-shot accuracy 0.958 on the 360 test
 digits (chance 0.1); linear probe 10 per class 0.939 vs raw pixels 0.853; image->text / text->image recall@1
 0.147 / 0.189 (see benchmarks/RESULTS.md for why these are low by construction).
 """

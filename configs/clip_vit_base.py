@@ -11,9 +11,9 @@ Data: a tfds image-text dataset by name whose `caption_feature` holds its captio
 118k images with 5 captions each; one is drawn per step; on COCO alone this recipe is far from the paper's data
 and its 32 epochs are ~115 steps), or webdataset-style tar shards as img2dataset writes LAION / CC / DataComp:
 `--config.dataset.name=tar --config.dataset.data_dir=D` reads `D/train/*.tar` and `D/val/*.tar` (KEY.jpg +
-KEY.txt), each process only its own shards. Tokenizer: pass CLIP's own BPE (`tokenizer.json` of openai/clip-vit-base-patch16, vocab
-49,408; its end-of-text token is found by name); the default is the digits tokenizer shipped here, which only
-makes the config build. Images: centre-cropped 224 px, random crops on the device.
+KEY.txt), each process only its own shards. Tokenizer: pass CLIP's own BPE (`tokenizer.json` of
+openai/clip-vit-base-patch16, vocab 49,408; its end-of-text token is found by name); the default is the digits
+tokenizer shipped here, which only makes the config build. Images: centre-cropped 224 px, random crops on the device.
 
 Expected: not measured with this codebase. The paper's zero-shot ImageNet figures need its 400M pairs and its
 80-prompt ImageNet protocol, which `zero_shot` does not implement yet, so none is quoted here.

@@ -7,7 +7,8 @@ and evaluators). Minutes on a 2-core CPU.
 What differs from CLIP, as in the SigLIP paper: the sigmoid loss over every pair with learnable t' = log 10 and
 b = -10, a bidirectional text tower pooled at its EOS token, AdamW with b2 0.95 and weight decay 1e-4.
 
-Expected (2-core CPU, 4 min 13 s with evaluation; measured 2026-12-05): zero-shot accuracy 0.969 on the 360 test
+Expected (2-core CPU, 4 min 13 s with evaluation; measured 2026-12-05
+before the text tower took CLIP's init): zero-shot accuracy 0.969 on the 360 test
 digits (chance 0.1); linear probe 10 per class 0.956 vs raw pixels 0.853; see benchmarks/RESULTS.md.
 """
 
