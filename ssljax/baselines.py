@@ -1,7 +1,7 @@
 """The baselines self-supervised features are compared with (`config.eval_baselines`): a featurizer each, images
 [N, H, W, C] -> features [N, D].
 
-- "raw_pixels": the flattened pixels.
+- "raw_pixels": the flattened pixels; for text "bag_of_tokens", each row's token frequencies.
 - "random_init": the same encoder as the method's, randomly initialised, as a fair random network: the encoder's
   initial parameters, except that BatchNorm scales initialised to zero (the "zero-init residual" trick of SimCLR's
   and Goyal et al.'s ResNets, which makes every residual block start as the identity) are set to 1, and the
@@ -24,6 +24,21 @@ MAX_STATISTICS_BATCHES = 10  # Batches of training images the random network's B
 
 def raw_pixels():
   return jax.jit(lambda images: images.reshape(images.shape[0], -1))
+
+
+def bag_of_tokens(config):
+  """Text's raw input: each row's token frequencies over the vocabulary [N, V] (special tokens left out), the
+  features of a bag-of-words classifier."""
+  from ssljax import text
+
+  tokenizer = text.load_tokenizer(config.text.tokenizer)
+  vocab, specials = text.vocab_size(tokenizer), jnp.asarray(text.special_ids(tokenizer))
+
+  def featurize(tokens):
+    counts = jax.vmap(lambda row: jnp.zeros(vocab).at[row].add(1.0))(tokens).at[:, specials].set(0.0)
+    return counts / jnp.maximum(counts.sum(-1, keepdims=True), 1.0)
+
+  return jax.jit(featurize)
 
 
 def _unit_scales(params):
@@ -61,7 +76,7 @@ def random_init_variables(trainer: Trainer, seed: int, train_source, batch_size:
 
   def images(b):
     indices = np.arange(b * batch_size, (b + 1) * batch_size).reshape(jax.process_count(), -1)[jax.process_index()]
-    return data.global_batch(train_source.get(indices), trainer.batch_sharding)["image"]
+    return data.model_input(data.global_batch(train_source.get(indices), trainer.batch_sharding))
 
   variables = encoder_variables(eval_variables(trainer.make_state(seed), trainer.method))
   batches = (images(b) for b in range(min(MAX_STATISTICS_BATCHES, len(train_source) // max(batch_size, 1))))

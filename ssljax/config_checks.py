@@ -133,6 +133,21 @@ EVALUATOR = ByName(
       "seed": Optional(int),
     },
     "zero_shot": {**_EVERY, "templates": Optional(tuple), "ks": Optional(tuple), "max_examples": Optional(int)},
+    "perplexity": {**_EVERY, "max_examples": Optional(int), "seed": Optional(int)},
+    "samples": {
+      **_EVERY,
+      "prompts": Optional(tuple),
+      "temperature": Optional(NUMBER),
+      "samples_per_prompt": Optional(int),
+      "seed": Optional(int),
+    },
+    "word_vectors": {
+      **_EVERY,
+      "words": Optional(tuple),
+      "neighbours": Optional(int),
+      "plot_words": Optional(int),
+      "seed": Optional(int),
+    },
     "reconstruction": {
       **_EVERY,
       "num_images": Optional(int),
@@ -151,8 +166,8 @@ SCHEMA = {
     "name": str,
     "train_split": str,
     "test_split": str,
-    "image_size": int,
-    "channels": int,
+    "image_size": Optional(int),  # Images (required for image datasets).
+    "channels": Optional(int),
     "data_dir": Optional((str, types.NoneType)),
     "skip_bad_files": Optional(bool),  # "folder": skip (and count) unreadable images instead of stopping.
     "center_crop": Optional(NUMBER),  # Images: shorter side to image_size / center_crop, centre crop (0.875: ImageNet).
@@ -161,39 +176,52 @@ SCHEMA = {
     # `caption_feature`, e.g. "captions/text" of coco_captions); see data.CaptionedSource.
     "captions": Optional(str),
     "caption_feature": Optional(str),
+    # Text datasets ("python_docs", or a tfds dataset whose `text_feature` is read): see data.load_text_source.
+    "text_feature": Optional(str),
+    "max_documents": Optional(int),  # Tokenise at most this many documents of a tfds text dataset (0: all).
   },
-  # The text tower of image-text methods (CLIP, SigLIP) and the tokenizer of the captions.
+  # The tokenizer and the text transformer: CLIP's and SigLIP's text tower, GPT's and BERT's transformer
+  # (context_length: the rows of packed text); word2vec reads only the tokenizer and the row length.
   "text": Optional(
-    {"tokenizer": str, "context_length": int, "width": int, "depth": int, "num_heads": int, "causal": bool}
-  ),
-  "model": ByName(
-    "name",
     {
-      "resnet": {
-        "name": str,
-        "depth": int,
-        "width": NUMBER,
-        "small_stem": bool,
-        "conv_init": Optional(str),
-        "zero_init_residual": Optional(bool),  # Each block's last BatchNorm scale starts at 0 (default) or 1.
+      "tokenizer": str,
+      "context_length": int,
+      "width": Optional(int),
+      "depth": Optional(int),
+      "num_heads": Optional(int),
+      "causal": Optional(bool),
+    }
+  ),
+  "model": Optional(
+    ByName(
+      "name",
+      {
+        "resnet": {
+          "name": str,
+          "depth": int,
+          "width": NUMBER,
+          "small_stem": bool,
+          "conv_init": Optional(str),
+          "zero_init_residual": Optional(bool),  # Each block's last BatchNorm scale starts at 0 (default) or 1.
+        },
+        "vit": {
+          "name": str,
+          "variant": str,
+          "width": Optional(OPTIONAL_INT),
+          "depth": Optional(OPTIONAL_INT),
+          "num_heads": Optional(OPTIONAL_INT),
+          "patch_size": int,
+          "pool": Optional(str),
+          "drop_path": Optional(NUMBER),
+          "learned_pos_embed": Optional(bool),
+          "lora": Optional({"rank": int, "alpha": NUMBER}),
+          "qkv_init": Optional(str),  # "fused" (MAE) | "separate" (moco-v3): Xavier over [D, 3D] or 3 x [D, D].
+          "cls_token_std": Optional(NUMBER),
+          "cls_blocks": Optional(int),  # Features: the class tokens of the last n blocks (DINO's linear evaluation).
+          "patch_mean": Optional(bool),  # ... and the mean of the last block's patch tokens.
+        },
       },
-      "vit": {
-        "name": str,
-        "variant": str,
-        "width": Optional(OPTIONAL_INT),
-        "depth": Optional(OPTIONAL_INT),
-        "num_heads": Optional(OPTIONAL_INT),
-        "patch_size": int,
-        "pool": Optional(str),
-        "drop_path": Optional(NUMBER),
-        "learned_pos_embed": Optional(bool),
-        "lora": Optional({"rank": int, "alpha": NUMBER}),
-        "qkv_init": Optional(str),  # "fused" (MAE) | "separate" (moco-v3): Xavier over [D, 3D] or 3 x [D, D].
-        "cls_token_std": Optional(NUMBER),
-        "cls_blocks": Optional(int),  # Features: the class tokens of the last n blocks (DINO's linear evaluation).
-        "patch_mean": Optional(bool),  # ... and the mean of the last block's patch tokens.
-      },
-    },
+    )
   ),
   "simclr": Optional(
     {
@@ -216,7 +244,7 @@ SCHEMA = {
       "head_init_std": Optional(HEAD_INIT),
     }
   ),
-  "augment": AUGMENT,
+  "augment": Optional(AUGMENT),  # Images (required for image datasets).
   # Per-view overrides of `augment` (BYOL's asymmetric views) and multi-crop (DINO): see augment.view_configs.
   "views": Optional({"view1": Optional(AUGMENT_OVERRIDES), "view2": Optional(AUGMENT_OVERRIDES)}),
   "multicrop": Optional({"num_local": int, "local_size": int, **AUGMENT_OVERRIDES}),
@@ -234,6 +262,10 @@ SCHEMA = {
   "eval_baselines": tuple,
   "evals": Entries(EVALUATOR),
 }
+
+
+TEXT_EVALUATORS = ("perplexity", "word_vectors", "samples")
+FEATURE_EVALUATORS = ("linear_probe", "knn", "fewshot", "embedding_plot")  # Frozen features of any data.
 
 
 def _type_name(kind) -> str:
@@ -339,19 +371,56 @@ def _check_schedule(optimizer, key: str):
     raise ConfigError(f"{key}.norm_and_bias_base_lr: {norm_and_bias_lr} must be at least 0")
 
 
+def method_data(name: str) -> str:
+  """What a method trains on: "text" for the methods whose module says `DATA = "text"`, else "images"."""
+  import importlib
+
+  return getattr(importlib.import_module(f"ssljax.methods.{name}"), "DATA", "images")
+
+
+TRANSFORMER_KEYS = ("width", "depth", "num_heads")
+
+
 def _check_text(config):
-  """The text tower and its tokenizer (CLIP, SigLIP)."""
+  """The tokenizer and the text transformer (CLIP, SigLIP, GPT, BERT; word2vec has no transformer)."""
   from ssljax import text
 
-  for key in ("width", "depth", "num_heads"):
-    _positive(config, f"text.{key}")
   section = config.text
-  if section.width % section.num_heads:
+  needs_transformer = config.method != "word2vec"
+  for key in TRANSFORMER_KEYS:
+    if section.get(key) is None and needs_transformer:
+      raise ConfigError(f"config.text.{key}: missing (method {config.method!r} has a text transformer)")
+    if section.get(key) is not None:
+      _positive(config, f"text.{key}")
+  if needs_transformer and section.width % section.num_heads:
     raise ConfigError(f"config.text.width: {section.width} is not divisible by num_heads {section.num_heads}")
   if section.context_length < 2:
     raise ConfigError(f"config.text.context_length: {section.context_length} leaves no room for a token and EOS")
   if not text.tokenizer_exists(section.tokenizer):
     raise ConfigError(f"config.text.tokenizer: no file {section.tokenizer!r} (in ssljax/assets or on disk)")
+
+
+def _check_data(config):
+  """Images or text: the dataset, the method and the sections each needs agree."""
+  from ssljax import data
+
+  text_data = data.is_text(config.dataset)
+  wanted = method_data(config.method)
+  if (wanted == "text") != text_data:
+    kind = "a text" if text_data else "an image"
+    raise ConfigError(f"config.method: {config.method!r} trains on {wanted}, but config.dataset is {kind} dataset")
+  if text_data:
+    if config.get("text") is None:
+      raise ConfigError(f"config.text: missing (text dataset {config.dataset.name!r} needs a tokenizer)")
+    if (config.dataset.get("max_documents") or 0) < 0:
+      raise ConfigError(f"config.dataset.max_documents: {config.dataset.max_documents} must be at least 0 (0: all)")
+    return
+  for key in ("model", "augment", "dataset.image_size", "dataset.channels"):
+    section, _, name = key.rpartition(".")
+    if (config[section] if section else config).get(name) is None:
+      raise ConfigError(f"config.{key}: missing")  # Image datasets need them.
+  for key in ("image_size", "channels"):
+    _positive(config, f"dataset.{key}")
 
 
 def validate(config):
@@ -361,14 +430,13 @@ def validate(config):
   method_sections = method_schemas()
   _check_section(config, {**SCHEMA, **{name: Optional(schema) for name, schema in method_sections.items()}}, "config")
   require_choice(config.method, methods.registry(), "config.method")
+  _check_data(config)
   require_choice(config.dtype, ("float32", "bfloat16"), "config.dtype")
   needs_section = ("simclr", "mae", *method_sections)
   if config.method in needs_section and config.method not in config:
     raise ConfigError(f"config.{config.method}: missing (method {config.method!r} needs its section)")
   for key in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "seed"):
     _positive(config, key, minimum=0 if key == "seed" else 1)
-  for key in ("image_size", "channels"):
-    _positive(config, f"dataset.{key}")
   if not 0 < config.dataset.get("center_crop", 1.0) <= 1:
     raise ConfigError(f"config.dataset.center_crop: {config.dataset.center_crop} is not a fraction in (0, 1]")
   if config.dataset.get("host_crops") and config.dataset.name in ("digits", "npz"):
@@ -394,7 +462,8 @@ def validate(config):
       "set; set one of them (the other 0)"
     )
   _check_schedule(config.optimizer, "config.optimizer")
-  _check_augment(config.augment, "config.augment")
+  if config.get("augment") is not None:
+    _check_augment(config.augment, "config.augment")
   for name, view in (config.get("views") or {}).items():
     _check_augment(view or {}, f"config.views.{name}")
   if config.get("multicrop"):
@@ -410,8 +479,10 @@ def validate(config):
     _check_text(config)
   if config.method == "mae" and not 0 < config.mae.mask_ratio < 1:
     raise ConfigError(f"config.mae.mask_ratio: {config.mae.mask_ratio} is not in (0, 1)")
+  text_data = method_data(config.method) == "text"
   for baseline in config.eval_baselines:
-    require_choice(baseline, ("raw_pixels", "random_init"), "config.eval_baselines")
+    allowed = ("bag_of_tokens", "random_init") if text_data else ("raw_pixels", "random_init")
+    require_choice(baseline, allowed, "config.eval_baselines")
   registered = evaluators.registry()
   for name, eval_config in config.evals.items():
     require_choice(eval_config.type, registered, f"config.evals.{name}.type")
@@ -420,6 +491,20 @@ def validate(config):
     if eval_config.type == "zero_shot" and config.get("text") is None:
       raise ConfigError(
         f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"
+      )
+    if eval_config.type in TEXT_EVALUATORS and not text_data:
+      raise ConfigError(f"config.evals.{name}: {eval_config.type} evaluates text methods, not {config.method!r}")
+    if eval_config.type == "perplexity" and config.method not in ("gpt", "bert"):
+      raise ConfigError(f"config.evals.{name}: perplexity needs a language model (gpt, bert), not {config.method!r}")
+    if eval_config.type == "samples":
+      if config.method != "gpt":
+        raise ConfigError(f"config.evals.{name}: samples needs a causal language model (gpt), not {config.method!r}")
+      if eval_config.get("temperature", 0.8) < 0:
+        raise ConfigError(f"config.evals.{name}.temperature: {eval_config.temperature} must be at least 0")
+    if text_data and eval_config.type not in (*TEXT_EVALUATORS, *FEATURE_EVALUATORS):
+      raise ConfigError(
+        f"config.evals.{name}: {eval_config.type} evaluates images; text methods take "
+        f"{', '.join(TEXT_EVALUATORS + FEATURE_EVALUATORS)}"
       )
     if "augment" in eval_config:
       _check_augment(eval_config.augment, f"config.evals.{name}.augment")

@@ -10,6 +10,11 @@ A dataset is a random-access source (`len`, `get(indices)` -> {"image": float32 
 With `config.dataset.captions = "label_templates"` every example also carries "text", int32 [B, L] tokens of a
 synthetic caption of its label (`CaptionedSource`), for image-text methods on labelled image datasets.
 
+Text datasets give {"text": int32 [B, L] packed token sequences (`text.pack`), "label"} (`TokenSource`):
+- "python_docs": the Python language reference's topics (ships with Python; `text.python_docs`), labelled by topic;
+- a tfds dataset with `config.dataset.text_feature` (e.g. lm1b's "text"): its documents tokenised once, joined and
+  cut into rows of `config.text.context_length`, cached as a token file beside the dataset.
+
 The batch of step s is a pure function of (seed, s): epoch e = s // steps_per_epoch reads a permutation drawn
 from (seed, e). Resuming at step s therefore replays exactly the batches of an uninterrupted run, with no
 iterator state to checkpoint. Each process reads only its own contiguous slice of every global batch.
@@ -19,6 +24,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import glob
+import itertools
 import os
 import queue
 import re
@@ -49,6 +55,142 @@ class ArraySource:
 
   def get(self, indices):
     return {"image": self.images[indices], "label": self.labels[indices]}
+
+
+MIN_TOPIC_ROWS = 10  # python_docs: topics with fewer training rows share the class "other".
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSource:
+  """Packed token sequences: tokens int [N, L] (PAD = 0 after a text's end), labels int32 [N] (-1: none)."""
+
+  tokens: np.ndarray
+  labels: np.ndarray
+  num_classes: int
+  class_names: tuple | None = None
+
+  def __len__(self):
+    return len(self.tokens)
+
+  def get(self, indices):
+    return {"text": np.asarray(self.tokens[indices], np.int32), "label": self.labels[indices]}
+
+  def token_counts(self, vocab_size: int) -> np.ndarray:
+    """int64 [vocab_size]: how often each token occurs (PAD included), the unigram statistics."""
+    counts = np.zeros(vocab_size, np.int64)
+    for start in range(0, len(self.tokens), 65536):
+      counts += np.bincount(np.asarray(self.tokens[start : start + 65536]).reshape(-1), minlength=vocab_size)
+    return counts
+
+
+def is_text(dataset_config) -> bool:
+  """Whether `config.dataset` names a text dataset (examples are token sequences, not images)."""
+  return dataset_config.name == "python_docs" or dataset_config.get("text_feature") is not None
+
+
+def token_counts(source, config):
+  """A text source's unigram counts over `config.text`'s vocabulary (None for images)."""
+  if not isinstance(source, TokenSource):
+    return None
+  from ssljax import text
+
+  return source.token_counts(text.vocab_size(text.load_tokenizer(config.text.tokenizer)))
+
+
+def model_input(batch: dict):
+  """What an encoder reads from a batch: its images, or its tokens for text data."""
+  return batch["image"] if "image" in batch else batch["text"]
+
+
+def _python_docs(split: str, length: int, tokenizer) -> TokenSource:
+  """The embedded text corpus packed into rows of `length`, labelled by topic: the topics with at least
+  MIN_TOPIC_ROWS training rows are classes (by name), the others share the last class, "other"."""
+  from ssljax import text
+
+  if split not in ("train", "test"):
+    raise ConfigError(f"config.dataset: python_docs has splits 'train' and 'test', not {split!r}")
+  topics = [topic for topic, _ in text.python_docs("train")]
+  train_rows, train_owners = text.pack([body for _, body in text.python_docs("train")], length, tokenizer)
+  per_topic = np.bincount(train_owners, minlength=len(topics))
+  named = [t for t, n in zip(topics, per_topic, strict=True) if n >= MIN_TOPIC_ROWS]
+  class_of = np.array([named.index(t) if t in named else len(named) for t in topics], np.int32)
+  rows, owners = (
+    (train_rows, train_owners)
+    if split == "train"
+    else text.pack([body for _, body in text.python_docs(split)], length, tokenizer)
+  )
+  return TokenSource(rows, class_of[owners], len(named) + 1, (*named, "other"))
+
+
+def _tfds_text(dataset_config, split: str, length: int, tokenizer, tokenizer_name: str) -> TokenSource:
+  """A tfds dataset's `text_feature` (one string per example) tokenised, each text ending in EOS, joined and cut
+  into rows of `length` (the last partial row dropped). The rows are cached once as
+  DATA_DIR/ssljax_tokens/NAME-SPLIT-...npy (uint16 when the vocabulary fits) and memory-mapped afterwards."""
+  import hashlib
+
+  import tensorflow_datasets as tfds
+
+  from ssljax import paths, text
+
+  name, feature = dataset_config.name, dataset_config.text_feature
+  try:
+    builder = tfds.builder(name, data_dir=dataset_config.get("data_dir"))
+  except tfds.core.registered.DatasetNotFoundError:
+    raise ConfigError(f"config.dataset.name: unknown dataset {name!r} (not 'python_docs' and not in tfds)") from None
+  if feature.split("/")[0] not in builder.info.features:
+    raise ConfigError(
+      f"config.dataset.text_feature: {name!r} has no feature {feature!r} (it has {sorted(builder.info.features)})"
+    )
+  root = _data_dir_root(builder, name)
+  max_documents = dataset_config.get("max_documents") or 0
+  digest = hashlib.sha1(f"{tokenizer.to_str()}|{feature}|{max_documents}".encode()).hexdigest()[:12]
+  cache = os.path.join(root, "ssljax_tokens", f"{name.replace('/', '_')}-{split}-L{length}-{digest}.npy")
+  if not os.path.exists(cache):
+    split_key = "test_split" if split == dataset_config.get("test_split") else "train_split"
+    try:
+      documents = tfds.data_source(name, split=split, data_dir=dataset_config.get("data_dir"), download=False)
+    except Exception as error:  # tfds's errors name neither the key nor the fix: diagnose.
+      raise _unreadable_split(builder, name, split, split_key) or error from None
+    count = min(len(documents), max_documents) if max_documents else len(documents)
+    del documents
+    logging.info("tokenising %d documents of %s %s with %s (once)", count, name, split, tokenizer_name)
+    ids = []
+    texts = text.tfds_texts(name, feature, dataset_config.get("data_dir"), split, count)
+    for chunk in iter(lambda: list(itertools.islice(texts, 4096)), []):
+      ids.extend(np.asarray(e.ids, np.int32) for e in tokenizer.encode_batch(chunk))
+    stream = np.concatenate(ids) if ids else np.zeros(0, np.int32)
+    rows = stream[: len(stream) // length * length].reshape(-1, length)
+    dtype = np.uint16 if text.vocab_size(tokenizer) <= 2**16 else np.int32
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    paths.write_atomic(paths.resolve(cache), _npy_bytes(rows.astype(dtype)))
+  rows = np.load(cache, mmap_mode="r")
+  return TokenSource(rows, np.full(len(rows), -1, np.int32), 0)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+  import io
+
+  buffer = io.BytesIO()
+  np.save(buffer, array)
+  return buffer.getvalue()
+
+
+def load_text_source(dataset_config, split: str, text_config):
+  """The split `split` of a text dataset (`is_text`), tokenised by `config.text.tokenizer` into rows of
+  `config.text.context_length`."""
+  from ssljax import text
+
+  if text_config is None:
+    raise ConfigError("config.text: a text dataset needs a tokenizer and a context_length")
+  tokenizer = text.load_tokenizer(text_config.tokenizer)
+  length = text_config.context_length
+  if dataset_config.name == "python_docs":
+    source = _python_docs(split, length, tokenizer)
+  else:
+    source = _tfds_text(dataset_config, split, length, tokenizer, text_config.tokenizer)
+  if len(source) == 0:
+    raise ConfigError(f"config.dataset: {dataset_config.name!r} split {split!r} has no full row of {length} tokens")
+  return source
 
 
 class TfdsSource:
@@ -116,11 +258,11 @@ class TfdsSource:
     images = preprocess([np.asarray(r["image"]) for r in records], self._size, self._center_crop)
     batch = {"image": images, "label": np.array([r.get("label", -1) for r in records], np.int32)}
     if self._caption_path:  # Every example's captions, a list of strings (not an array: `CaptionedSource` reads it).
-      batch["captions"] = [_texts(r, self._caption_path) for r in records]
+      batch["captions"] = [feature_texts(r, self._caption_path) for r in records]
     return batch
 
 
-def _texts(record, path) -> list[str]:
+def feature_texts(record, path) -> list[str]:
   """The strings at `path` (feature names) of a tfds record: one text, or a sequence of them (COCO's captions)."""
   value = record
   for key in path:
@@ -698,6 +840,8 @@ def _captioned(source, dataset_config, text_config, split: str):
 def load_source(dataset_config, split: str, text_config=None):
   """The split `split` of `config.dataset` (name, image_size, optional data_dir) as a random-access source;
   with `captions`, its examples carry "text" tokenised as `config.text` says."""
+  if is_text(dataset_config):
+    return load_text_source(dataset_config, split, text_config)
   size, center_crop = dataset_config.image_size, dataset_config.get("center_crop", 1.0)
   if not isinstance(size, int) or size <= 0:
     raise ConfigError(f"config.dataset.image_size: must be a positive integer, got {size!r}")

@@ -28,7 +28,9 @@ def evaluate_workdir(config, workdir: str) -> dict:
     raise ConfigError("config.evals: the run's config has no evaluators (a train_only run?): nothing to evaluate")
   mesh = sharding.make_mesh(config.get("mesh", sharding.DEFAULT_MESH))
   train_source = data.load_source(config.dataset, config.dataset.train_split, config.get("text"))
-  trainer = build_trainer(config, mesh, data.num_examples(train_source), train_source.num_classes)
+  trainer = build_trainer(
+    config, mesh, data.num_examples(train_source), train_source.num_classes, data.token_counts(train_source, config)
+  )
   manager = checkpoint.make_manager(workdir, read_only=True)
   state = experiment.restore(config, workdir, trainer, manager, read_only=True)
   if state is None:

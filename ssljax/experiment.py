@@ -39,7 +39,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   test_source = data.load_source(config.dataset, config.dataset.test_split, config.get("text"))
   data.check_test_labels(train_source, test_source, config.dataset)
   config = with_resolved_data_dir(config, train_source)
-  trainer = build_trainer(config, mesh, data.num_examples(train_source), train_source.num_classes)
+  trainer = build_trainer(
+    config, mesh, data.num_examples(train_source), train_source.num_classes, data.token_counts(train_source, config)
+  )
   data.train_sampler(train_source, config.batch_size, config.seed).process_indices(0)  # Batch fits?
 
   paths.mark_run(workdir)
@@ -293,6 +295,7 @@ def evaluate(
   baselines = {
     "random_init": lambda: baselines_lib.encoder_featurizer(trainer.method.model.encoder, random_init()),
     "raw_pixels": baselines_lib.raw_pixels,
+    "bag_of_tokens": lambda: baselines_lib.bag_of_tokens(config),
   }
   featurizers = {"ssl": functools.partial(encode, variables_of(state))}
   for name in config.eval_baselines if step is None else ():  # Baselines do not change during training.
@@ -308,6 +311,7 @@ def evaluate(
     mesh=mesh,
     batch_sharding=trainer.batch_sharding,
     model=trainer.model,
+    method=trainer.method,
     variables=variables_of(state),
     featurizers=featurizers,
     encoders=encoders,

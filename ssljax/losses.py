@@ -644,3 +644,27 @@ def siglip_loss(
     text_emb = jax.lax.ppermute(text_emb, axis_name, ring)
     total = total + _sigmoid_pair_sum(image_emb, text_emb, t, b, False, block_size)
   return jax.lax.psum(total, axis_name) / (image_emb.shape[0] * num_devices)
+
+
+def token_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
+  """Language modelling's loss: sum_i w_i (-log softmax(logits_i)[targets_i]) / sum_i w_i over every position of
+  the global batch, in nats per predicted token. logits [..., V], targets and weights [...]. GPT (weights: every
+  next token, PAD excluded) and BERT (weights: the selected positions only) as in their references; 0 when no
+  position counts."""
+  weights = weights.astype(jnp.float32)
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+  nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def skipgram_negative_sampling_loss(positive_logits, negative_logits, pair_weights, negative_weights) -> jax.Array:
+  """word2vec's skip-gram objective with negative sampling (Mikolov et al. 2013, eq. 4), negated and averaged over
+  the pairs of the global batch: -log sigmoid(u_o . v_c) - sum_k log sigmoid(-u_k . v_c).
+
+  positive_logits [...] (u_o . v_c per pair), negative_logits [..., K] (u_k . v_c per noise word), pair_weights
+  [...] (1 for a real pair), negative_weights [..., K] (0 where word2vec.c skips a noise word: it equals the
+  context word)."""
+  pair_weights = pair_weights.astype(jnp.float32)
+  negatives = jnp.sum(jax.nn.log_sigmoid(-negative_logits.astype(jnp.float32)) * negative_weights, axis=-1)
+  per_pair = -(jax.nn.log_sigmoid(positive_logits.astype(jnp.float32)) + negatives)
+  return jnp.sum(per_pair * pair_weights) / jnp.maximum(jnp.sum(pair_weights), 1.0)

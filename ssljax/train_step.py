@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssljax import optim, sharding
+from ssljax import data, optim, sharding
 from ssljax.methods import BuildInfo, Method, build_method
 
 
@@ -49,6 +49,12 @@ class WithOnlineProbe(nn.Module):
 
   def embed(self, inputs):
     return self.model.embed(inputs)
+
+  def predict(self, tokens):
+    return self.model.predict(tokens)
+
+  def word_vectors(self):
+    return self.model.word_vectors()
 
 
 def encoder_variables(variables: dict) -> dict:
@@ -219,20 +225,23 @@ class Trainer:
   encode: Callable
 
 
-def build_trainer(config, mesh, num_examples: int, num_classes: int) -> Trainer:
+def build_trainer(config, mesh, num_examples: int, num_classes: int, token_counts=None) -> Trainer:
+  """`token_counts`: text data's unigram counts (`data.TokenSource.token_counts`), for methods that sample by them."""
   sharding.check_batch_size(config.batch_size, ways=sharding.batch_devices(mesh))
   replicated = sharding.replicated(mesh)
   num_steps = total_steps(config, num_examples)
-  info = BuildInfo(num_classes, mesh, num_steps, max(1, num_examples // config.batch_size), num_examples)
+  steps_per_epoch = max(1, num_examples // config.batch_size)
+  info = BuildInfo(num_classes, mesh, num_steps, steps_per_epoch, num_examples, token_counts)
   method = build_method(config, info)
   with_probe = config.get("online_probe", True) and num_classes > 0  # Unlabelled data: no probe.
   model = WithOnlineProbe(method.model, num_classes) if with_probe else method.model
   tx, schedule = optim.make_optimizer(
     config, config.batch_size, num_steps, method.optimizer_groups, steps_per_epoch=num_examples / config.batch_size
   )
-  size = config.dataset.image_size
+  size = config.dataset.get("image_size")
+  images = {} if data.is_text(config.dataset) else {"image": jnp.zeros((1, size, size, config.dataset.channels))}
   sample_batch = {
-    "image": jnp.zeros((1, size, size, config.dataset.channels)),
+    **images,
     "label": jnp.zeros((1,), jnp.int32),
     "index": jnp.zeros((1,), jnp.int32),
     **{key: jnp.zeros((1, *shape), dtype) for key, (shape, dtype) in method.extra_batch.items()},

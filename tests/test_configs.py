@@ -5,12 +5,13 @@ import json
 import pathlib
 
 import jax
+import numpy as np
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
 from configs import mae_vit_base_imagenet, simclr_cifar10, simclr_imagenet
-from ssljax import augment, cli, config_checks, experiment, optim, train_step
+from ssljax import augment, cli, config_checks, data, experiment, optim, text, train_step
 
 CONFIGS = sorted(
   p.stem for p in (pathlib.Path(__file__).parent.parent / "configs").glob("*.py") if not p.stem.startswith("_")
@@ -34,7 +35,10 @@ def test_config_builds_a_trainer(name, variant, runlocal, mesh8):
   arg = ",".join(a for a in (variant, "runlocal" if runlocal else "") if a)
   config = importlib.import_module(f"configs.{name}").get_config(arg)
   config_checks.validate(config)
-  trainer = train_step.build_trainer(config, mesh8, num_examples=50_000, num_classes=10)
+  counts = None
+  if data.is_text(config.dataset):  # Text methods sample by the words' counts (word2vec's noise).
+    counts = np.ones(text.vocab_size(text.load_tokenizer(config.text.tokenizer)), np.int64)
+  trainer = train_step.build_trainer(config, mesh8, num_examples=50_000, num_classes=10, token_counts=counts)
   shapes = jax.eval_shape(trainer.make_state, 0)
   assert int(jax.tree.leaves(shapes.params)[0].size) > 0 and trainer.num_steps > 0
 
@@ -171,7 +175,7 @@ def test_every_evaluator_setting_is_in_the_shipped_config(name, arg):
     schema = config_checks.EVALUATOR.choices[entry.type]
     missing = sorted(k for k in schema if k not in entry and (entry.type, k) not in DERIVED_WHEN_ABSENT)
     assert not missing, f"config.evals.{entry_name} ({entry.type}) leaves {missing} to the code's defaults"
-  assert "skip_bad_files" in config.dataset
+  assert "skip_bad_files" in config.dataset or data.is_text(config.dataset)  # Text is read whole, never skipped.
 
 
 @pytest.mark.parametrize("evaluator", sorted(config_checks.EVALUATOR.choices))
@@ -206,3 +210,33 @@ def test_image_text_configs_match_their_papers():
   siglip = siglip_vit_base.get_config()
   assert (siglip.siglip.init_temperature, siglip.siglip.init_bias, siglip.text.causal) == (10.0, -10.0, False)
   assert (siglip.optimizer.base_lr, siglip.optimizer.b2, siglip.batch_size) == (1e-3, 0.95, 32768)
+
+
+def test_text_configs_match_their_papers():
+  from configs import bert_base_lm1b, gpt2_small_lm1b, word2vec_python_docs
+
+  gpt = gpt2_small_lm1b.get_config()
+  assert (gpt.text.width, gpt.text.depth, gpt.text.num_heads, gpt.text.context_length) == (768, 12, 12, 1024)
+  assert gpt.batch_size * gpt.text.context_length == 2**19  # GPT-3 small's 0.5M tokens per step.
+  opt = gpt.optimizer
+  assert (opt.name, opt.base_lr, opt.b1, opt.b2, opt.weight_decay, opt.end_lr_ratio) == (
+    "adamw",
+    6e-4,
+    0.9,
+    0.95,
+    0.1,
+    0.1,
+  )
+  bert = bert_base_lm1b.get_config()
+  assert (bert.text.width, bert.text.depth, bert.text.context_length, bert.text.causal) == (768, 12, 512, False)
+  assert (bert.bert.mask_rate, bert.bert.mask_token_rate, bert.bert.random_token_rate) == (0.15, 0.8, 0.1)
+  opt = bert.optimizer
+  assert (opt.base_lr, opt.b2, opt.weight_decay, opt.warmup_steps, bert.batch_size) == (1e-4, 0.999, 0.01, 10_000, 256)
+  word2vec = word2vec_python_docs.get_config().word2vec  # word2vec.c's skip-gram defaults.
+  assert (word2vec.dim, word2vec.window, word2vec.negatives, word2vec.subsample, word2vec.noise_power) == (
+    100,
+    5,
+    5,
+    1e-3,
+    0.75,
+  )

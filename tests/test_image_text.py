@@ -21,11 +21,11 @@ from ssljax.models.two_tower import TextTransformer
 from tests import tiny_tfds
 
 
-def test_committed_digits_tokenizer_is_what_training_it_again_gives():
-  """Trained offline (`python -m ssljax.text`) and deterministic: the file in ssljax/assets is reproducible."""
-  committed = (importlib.resources.files("ssljax") / "assets" / text.DIGITS_TOKENIZER).read_text()
-  fresh = text.train_tokenizer(text.digits_corpus(), vocab_size=512)
-  assert json.loads(committed) == json.loads(fresh.to_str())
+@pytest.mark.parametrize("name", sorted(text.EMBEDDED_TOKENIZERS))
+def test_committed_tokenizers_are_what_training_them_again_gives(name):
+  """Trained offline (`python -m ssljax.text`) and deterministic: the files in ssljax/assets are reproducible."""
+  committed = (importlib.resources.files("ssljax") / "assets" / name).read_text()
+  assert json.loads(committed) == json.loads(text.EMBEDDED_TOKENIZERS[name]().to_str())
 
 
 def test_tokenize_ends_in_eos_pads_with_zero_and_keeps_eos_when_cut():

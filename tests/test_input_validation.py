@@ -136,6 +136,7 @@ TINY = f"--config.dataset.name={tiny_tfds.NAME} --config.dataset.data_dir=WORKDI
 SETUPS = {  # Rows that need more than a fresh workdir.
   "--config.dataset.name=mnist --config.dataset.channels=3": _tfds_mock(8),
   "--config.dataset.name=mnist": _tfds_mock(0),
+  "--config=configs/gpt2_small_lm1b.py:runlocal --config.dataset.name=mnist": _tfds_mock(8),
   "--config.total_steps=2 --config.model.width=0.25": _trained,
   "--config.dataset.name=cifar10 --config.dataset.data_dir=WORKDIR/data": _prepared(None),
   TINY: _prepared("tfrecord"),

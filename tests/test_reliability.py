@@ -24,7 +24,8 @@ STEPS = ("--config.total_steps=16", "--config.log_every=1", "--config.checkpoint
 
 
 def _launch(workdir, *overrides, method="simclr"):
-  command = [sys.executable, "-m", "ssljax.train", f"--config=configs/{method}_digits.py:runlocal,train_only"]
+  dataset = "python_docs" if method in ("gpt", "bert", "word2vec") else "digits"
+  command = [sys.executable, "-m", "ssljax.train", f"--config=configs/{method}_{dataset}.py:runlocal,train_only"]
   command += [f"--workdir={workdir}", *STEPS, *overrides]
   return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -88,6 +89,9 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "deepcluster",
         "clip",
         "siglip",
+        "gpt",
+        "bert",
+        "word2vec",
       )
     ),
   ],

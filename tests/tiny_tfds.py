@@ -53,3 +53,26 @@ class SsljaxTinyCaptions(SsljaxTinyImages):
     for index, example in super()._generate_examples(count, seed):
       texts = [f"image {index}, caption {c}" for c in range(CAPTIONS_PER_IMAGE)]
       yield index, {"image": example["image"], "captions": {"text": texts}}
+
+
+TEXT_NAME = "ssljax_tiny_text"
+
+
+class SsljaxTinyText(tfds.core.GeneratorBasedBuilder):
+  """Unlabelled documents ("document 7 says: the number seven and some words"), as lm1b stores its sentences: one
+  string feature "text"."""
+
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    features = tfds.features.FeaturesDict({"text": tfds.features.Text()})
+    return tfds.core.DatasetInfo(builder=self, features=features)
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {split: self._generate_examples(count, seed) for seed, (split, count) in enumerate(SPLITS.items())}
+
+  def _generate_examples(self, count: int, seed: int):
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    for index in range(count):
+      yield index, {"text": f"document {index} says: the number {words[index % 10]} and some words{'!' * seed}"}

@@ -30,8 +30,8 @@ def progress_bar(iterable, label: str, total: int, unit: str = "step"):
 
 
 def extract_features(featurizers: dict, source, batch_size: int, batch_sharding, progress: str = "features"):
-  """Runs each featurizer (jitted images -> [B, D]) over all of `source` in order, behind a progress bar labelled
-  `progress`.
+  """Runs each featurizer (jitted images or tokens -> [B, D]) over all of `source` in order, behind a progress bar
+  labelled `progress`.
 
   Returns ({name: [len(source), D] float32 on the host}, labels [len(source)] int32).
   """
@@ -41,7 +41,7 @@ def extract_features(featurizers: dict, source, batch_size: int, batch_sharding,
   batches = progress_bar(batches, progress, -(-len(source) // batch_size), unit="batch")
   for batch, valid in batches:
     for name, featurize in featurizers.items():
-      features = multihost_utils.process_allgather(featurize(batch["image"]), tiled=True)
+      features = multihost_utils.process_allgather(featurize(data.model_input(batch)), tiled=True)
       chunks[name].append(np.asarray(features[:valid], np.float32))
     labels.append(np.asarray(multihost_utils.process_allgather(batch["label"], tiled=True))[:valid])
   return {name: np.concatenate(c) for name, c in chunks.items()}, np.concatenate(labels)
@@ -54,6 +54,7 @@ class EvalContext:
   Attributes:
     config: the run's config (fine-tuning derives its own from it).
     model: the trained Flax module (the method's model, possibly wrapped with the online probe).
+    method: its `Method` (`make_inputs`: the perplexity evaluator masks as training does).
     variables: {"params": ..., **model_state} of the trained model.
     featurizers: name -> jitted images [B, H, W, C] -> features [B, D] ("ssl" and the baselines).
     encoders: name -> () -> the encoder's variables ("ssl": trained; "random_init": the fair random network),
@@ -72,6 +73,7 @@ class EvalContext:
   test_source: Any
   encoders: dict = dataclasses.field(default_factory=dict)
   writer: Any = None
+  method: Any = None
   _features: tuple | None = dataclasses.field(default=None, init=False, repr=False)
 
   def features(self):
@@ -100,8 +102,11 @@ def registry() -> dict:
     linear_eval,
     linear_probe,
     lora_finetune,
+    perplexity,
     reconstruction,
+    samples,
     self_training,
+    word_vectors,
     zero_shot,
   )
 
@@ -116,6 +121,9 @@ def registry() -> dict:
     "embedding_plot": embedding_plot.run,
     "reconstruction": reconstruction.run,
     "zero_shot": zero_shot.run,
+    "perplexity": perplexity.run,
+    "word_vectors": word_vectors.run,
+    "samples": samples.run,
   }
 
 
@@ -125,7 +133,8 @@ def own_baselines(context, baselines) -> tuple:
   return tuple(name for name in baselines if name in context.config.get("eval_baselines", ()))
 
 
-LABEL_FREE = ("reconstruction", "zero_shot")  # Evaluators that run on unlabelled data; the others need the labels.
+# Evaluators that run on unlabelled data; the others need the labels.
+LABEL_FREE = ("reconstruction", "zero_shot", "perplexity", "word_vectors", "samples")
 
 
 def _due_at(eval_config, step: int) -> bool:

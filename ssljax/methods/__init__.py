@@ -24,6 +24,7 @@ class BuildInfo:
   num_steps: int = 1  # Total optimizer steps (per-step schedules: BYOL's teacher momentum).
   steps_per_epoch: int = 1  # Per-epoch schedules (DINO's teacher temperature, its frozen last layer).
   num_examples: int = 0  # Training examples (DeepCluster-v2's memory bank holds one row each).
+  token_counts: Any = None  # Text: int [vocab] occurrences of each token in the training data (word2vec's noise).
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,47 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax.models.vit import Transformer, layer_norm, partitioned
+from ssljax.models.language import TextTransformer
 
-
-class TextTransformer(nn.Module):
-  """Token ids [N, L] (each text ending in the token `eos_id`) -> features [N, width]: token embedding
-  N(0, 0.02^2) plus a learned position embedding N(0, 0.01^2), pre-norm blocks (the ViT's, with CLIP's
-  initialisation: `vit.clip_stds`; biases zero, LayerNorm eps 1e-6 and exact GELU as our ViT), a final
-  LayerNorm, and the features at the EOS token (CLIP's pooling). `causal`: position t attends to t and the
-  positions before it (CLIP's text tower); otherwise to every position (SigLIP's)."""
-
-  vocab_size: int
-  context_length: int
-  width: int
-  depth: int
-  num_heads: int
-  causal: bool = True
-  eos_id: int = 1
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, tokens, train: bool = True):
-    if tokens.ndim != 2 or tokens.shape[1] > self.context_length:
-      raise ValueError(f"TextTransformer: tokens must be [N, <= {self.context_length}], got {tokens.shape}")
-    embed = nn.Embed(
-      self.vocab_size,
-      self.width,
-      embedding_init=partitioned(nn.initializers.normal(0.02), ("vocab", "embed")),
-      dtype=self.dtype,
-      name="token_embed",
-    )
-    position = self.param(
-      "pos_embed", partitioned(nn.initializers.normal(0.01), (None, "embed")), (self.context_length, self.width)
-    )
-    x = embed(tokens) + position[: tokens.shape[1]].astype(self.dtype)
-    transformer = Transformer(
-      self.depth, self.num_heads, dtype=self.dtype, causal=self.causal, clip_init=True, name="transformer"
-    )
-    x = transformer(x, train)
-    x = layer_norm(self.dtype, "norm")(x)
-    eos = jnp.argmax(tokens == self.eos_id, axis=1)  # The first EOS (CLIP: argmax of the ids, EOT being the last).
-    return jnp.take_along_axis(x, eos[:, None, None], axis=1)[:, 0]
+__all__ = ["TextTransformer", "TwoTower"]
 
 
 def _normalized(x):

@@ -172,12 +172,14 @@ class Attention(nn.Module):
   lora: tuple | None = None  # (rank, alpha): LoRA on the qkv and output projections.
   qkv_init: str = "fused"  # A key of QKV_INITS.
   causal: bool = False  # Each position attends to itself and the positions before it (GPT, CLIP's text tower).
-  clip_init_layers: int = 0  # > 0: CLIP's text-tower init for a tower of that depth (`clip_stds`), not Xavier.
+  init_scheme: str = "xavier"  # Or a scheme of `init_stds` ("clip", "gpt2", "bert") for a tower of `init_depth` blocks.
+  init_depth: int = 0
 
   @nn.compact
   def __call__(self, x):
     width = x.shape[-1]
     head_dim = width // self.num_heads
+    stds = init_stds(self.init_scheme, width, self.init_depth)
     # DenseGeneral initialises the flattened [D, 3D] kernel: fan-in D, fan-out 3D, as MAE's Xavier init of its
     # fused qkv weight ("fused"), or as three [D, D] matrices ("separate": moco-v3).
     qkv_shape = (3, self.num_heads, head_dim)
@@ -185,9 +187,7 @@ class Attention(nn.Module):
       qkv_shape,
       dtype=self.dtype,
       kernel_init=partitioned(
-        nn.initializers.normal(clip_stds(width, self.clip_init_layers)["attn"])
-        if self.clip_init_layers
-        else QKV_INITS[self.qkv_init],
+        nn.initializers.normal(stds["attn"]) if stds else QKV_INITS[self.qkv_init],
         ("embed", "qkv", "heads", "kv"),
       ),
       bias_init=partitioned(nn.initializers.zeros, ("qkv", "heads", "kv")),
@@ -202,7 +202,7 @@ class Attention(nn.Module):
       axis=(-2, -1),
       dtype=self.dtype,
       kernel_init=partitioned(
-        nn.initializers.normal(clip_stds(width, self.clip_init_layers)["proj"]) if self.clip_init_layers else _xavier,
+        nn.initializers.normal(stds["proj"]) if stds else _xavier,
         ("heads", "kv", "embed"),
       ),
       bias_init=partitioned(nn.initializers.zeros, ("embed",)),
@@ -211,12 +211,27 @@ class Attention(nn.Module):
     return _adapted(projected, out, self.lora, (width,), 2, self.dtype, "proj_lora")
 
 
-def clip_stds(width: int, layers: int) -> dict:
-  """The standard deviations of CLIP's text-transformer init (openai/CLIP `initialize_parameters`): attention's
-  qkv width^-0.5, the attention output and the MLP's second layer width^-0.5 (2 layers)^-0.5, the MLP's first
-  layer (2 width)^-0.5."""
-  proj = width**-0.5 * (2 * layers) ** -0.5
-  return {"attn": width**-0.5, "proj": proj, "fc1": (2 * width) ** -0.5, "fc2": proj}
+def init_stds(scheme: str, width: int, layers: int) -> dict | None:
+  """The standard deviations of the normal init of a block's linear layers ({"attn": qkv, "proj": attention
+  output, "fc1", "fc2": the MLP's}) for a tower of `layers` blocks, or None for Xavier ("xavier": MAE's ViT).
+
+  - "clip": openai/CLIP `initialize_parameters` (text tower): qkv width^-0.5, the attention output and fc2
+    width^-0.5 (2 layers)^-0.5, fc1 (2 width)^-0.5.
+  - "gpt2": GPT-2 (openai/gpt-2, nanoGPT): 0.02, the residual projections (attention output, fc2) 0.02 / sqrt(2
+    layers).
+  - "bert": BERT (google-research/bert, HF `_init_weights`): 0.02 everywhere.
+  """
+  if scheme == "xavier":
+    return None
+  if scheme == "clip":
+    proj = width**-0.5 * (2 * layers) ** -0.5
+    return {"attn": width**-0.5, "proj": proj, "fc1": (2 * width) ** -0.5, "fc2": proj}
+  if scheme == "gpt2":
+    proj = 0.02 / (2 * layers) ** 0.5
+    return {"attn": 0.02, "proj": proj, "fc1": 0.02, "fc2": proj}
+  if scheme == "bert":
+    return dict.fromkeys(("attn", "proj", "fc1", "fc2"), 0.02)
+  raise ValueError(f"init_stds: unknown scheme {scheme!r} (xavier, clip, gpt2, bert)")
 
 
 def dense(features: int, names, dtype, name: str, std: float | None = None):
@@ -252,15 +267,16 @@ class Block(nn.Module):
   lora: tuple | None = None  # (rank, alpha): LoRA on every linear layer of the block.
   qkv_init: str = "fused"
   causal: bool = False
-  clip_init_layers: int = 0  # See Attention.
+  init_scheme: str = "xavier"  # See Attention.
+  init_depth: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     width, hidden = x.shape[-1], int(x.shape[-1] * self.mlp_ratio)
-    stds = clip_stds(width, self.clip_init_layers) if self.clip_init_layers else {}
+    stds = init_stds(self.init_scheme, width, self.init_depth) or {}
     drop = nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train or self.drop_path == 0)
     attention = Attention(
-      self.num_heads, self.dtype, self.lora, self.qkv_init, self.causal, self.clip_init_layers, name="attn"
+      self.num_heads, self.dtype, self.lora, self.qkv_init, self.causal, self.init_scheme, self.init_depth, name="attn"
     )
     x = x + drop(attention(layer_norm(self.dtype, "norm1")(x)))
     y = layer_norm(self.dtype, "norm2")(x)
@@ -298,7 +314,7 @@ class Transformer(nn.Module):
   lora: tuple | None = None
   qkv_init: str = "fused"
   causal: bool = False
-  clip_init: bool = False  # CLIP's text-tower init (`clip_stds`) instead of Xavier.
+  init_scheme: str = "xavier"  # Or CLIP's, GPT-2's or BERT's (`init_stds`).
 
   @nn.compact
   def __call__(self, x, train: bool = True, last_blocks: int | None = None):
@@ -313,7 +329,8 @@ class Transformer(nn.Module):
         self.lora,
         self.qkv_init,
         self.causal,
-        self.depth if self.clip_init else 0,
+        self.init_scheme,
+        self.depth,
         name=f"blocks_{i}",
       )
       x = block(x, train)
