@@ -14,7 +14,10 @@ rows' mean-pooled features for the topic a passage comes from (the 25 topics wit
 others one class "other") against a random transformer and bag-of-tokens features; nearest neighbours of the
 token embeddings; samples at temperature 0.8 (WORKDIR/samples.txt).
 
-Expected: see benchmarks/RESULTS.md (text methods table).
+Expected (2-core CPU, 7 min 47 s with evaluation, measured 2026-12-05): held-out perplexity 75.4 vs 586 for the
+unigram model (training perplexity 14: it overfits 119k tokens); topic probe (linear) 0.384 vs 0.402 for
+bag-of-tokens (not beaten) and 0.281 for the random transformer; samples that read like the reference's prose
+(benchmarks/RESULTS.md).
 """
 
 import ml_collections

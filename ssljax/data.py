@@ -125,7 +125,8 @@ def _python_docs(split: str, length: int, tokenizer) -> TokenSource:
 def _tfds_text(dataset_config, split: str, length: int, tokenizer, tokenizer_name: str) -> TokenSource:
   """A tfds dataset's `text_feature` (one string per example) tokenised, each text ending in EOS, joined and cut
   into rows of `length` (the last partial row dropped). The rows are cached once as
-  DATA_DIR/ssljax_tokens/NAME-SPLIT-...npy (uint16 when the vocabulary fits) and memory-mapped afterwards."""
+  DATA_DIR/ssljax_tokens/NAME-SPLIT-...npy (uint16 when the vocabulary fits; written whole by process 0) and
+  memory-mapped afterwards."""
   import hashlib
 
   import tensorflow_datasets as tfds
@@ -160,9 +161,11 @@ def _tfds_text(dataset_config, split: str, length: int, tokenizer, tokenizer_nam
       ids.extend(np.asarray(e.ids, np.int32) for e in tokenizer.encode_batch(chunk))
     stream = np.concatenate(ids) if ids else np.zeros(0, np.int32)
     rows = stream[: len(stream) // length * length].reshape(-1, length)
-    dtype = np.uint16 if text.vocab_size(tokenizer) <= 2**16 else np.int32
+    rows = rows.astype(np.uint16 if text.vocab_size(tokenizer) <= 2**16 else np.int32)
+    if jax.process_index() != 0:  # Process 0 writes the cache; the others keep what they tokenised.
+      return TokenSource(rows, np.full(len(rows), -1, np.int32), 0)
     os.makedirs(os.path.dirname(cache), exist_ok=True)
-    paths.write_atomic(paths.resolve(cache), _npy_bytes(rows.astype(dtype)))
+    paths.write_atomic(paths.resolve(cache), _npy_bytes(rows))
   rows = np.load(cache, mmap_mode="r")
   return TokenSource(rows, np.full(len(rows), -1, np.int32), 0)
 

@@ -245,7 +245,9 @@ def test_config_errors_for_the_methods_sections():
     config_checks.validate(config)
 
 
-@pytest.mark.parametrize("name", ["gpt", "bert", "word2vec"])
+@pytest.mark.parametrize(
+  "name", ["gpt", *(pytest.param(m, marks=pytest.mark.slow) for m in ("bert", "word2vec"))]
+)  # GPT's run goes through every text evaluator; BERT and word2vec run the same path (slow, for CI's budget).
 def test_end_to_end_text_run_beats_its_baselines_where_it_should(name, tmp_path):
   """The smoke config through `python -m ssljax.train`'s path: training, perplexity against the unigram model, the
   topic probe, and the word-vector report and picture."""
@@ -326,3 +328,23 @@ def test_sampling_draws_from_the_tempered_softmax_and_greedy_decoding_is_its_arg
   for t in range(3, 8):  # One token at a time, each the argmax after the tokens before it.
     expected[0, t] = int(np.argmax(apply(jnp.asarray(expected))[0, t - 1]))
   np.testing.assert_array_equal(greedy, expected)
+
+
+def test_bert_method_predicts_the_original_tokens_at_the_selected_positions_only():
+  from ssljax.methods import BuildInfo, build_method
+
+  method = build_method(bert_python_docs.get_config("runlocal"), BuildInfo(0))
+  config = gpt_python_docs.get_config("runlocal")
+  tokens = jnp.asarray(data.load_source(config.dataset, "train", config.text).get(np.arange(64))["text"])
+  inputs = jax.jit(method.make_inputs)({"text": tokens}, jax.random.key(0))
+  np.testing.assert_array_equal(inputs["targets"], tokens)
+  selected = np.asarray(inputs["weights"])
+  assert 0.1 < selected.sum() / (np.asarray(tokens) > 2).sum() < 0.2
+  assert (np.asarray(inputs["tokens"])[~selected] == np.asarray(tokens)[~selected]).all()
+  logits = jax.random.normal(jax.random.key(1), (*tokens.shape, 2048))
+
+  def loss(logits):
+    return method.loss({"logits": logits, "targets": inputs["targets"], "weights": inputs["weights"]}, {}, 0)[0]
+
+  grad = np.abs(np.asarray(jax.grad(loss)(logits))).sum(-1)
+  assert (grad[~selected] == 0).all() and (grad[selected] > 0).all()

@@ -38,7 +38,9 @@ class Method:
       `model.encode(images)` returns the features of un-augmented images in inference mode. It may draw from the
       rng streams "dropout" and "masking", and keep running buffers (queues, centres) in the "buffers"
       collection: it reads their old value for its outputs, then writes the new one.
-    make_inputs: (batch {"image" [N, H, W, C] in [0, 1], "label"}, rng) -> model inputs; runs inside jit.
+    make_inputs: (batch {"image" [N, H, W, C] in [0, 1], "label"}, rng) -> model inputs; runs inside jit. Text
+      methods (their module says `DATA = "text"`) get {"text" int32 [N, L] token rows, "label"} instead, and
+      their `encode` takes the token rows.
     loss: (outputs, batch, step) -> (scalar loss, dict of scalar metrics). With a teacher, `outputs["teacher"]`
       holds the teacher's outputs (no gradient reaches them).
     views_per_image: how many rows of "features" each input image contributes (the probe tiles labels so).
