@@ -68,6 +68,7 @@ class TokenSource:
   labels: np.ndarray
   num_classes: int
   class_names: tuple | None = None
+  _counts: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # One pass per vocabulary.
 
   def __len__(self):
     return len(self.tokens)
@@ -76,11 +77,14 @@ class TokenSource:
     return {"text": np.asarray(self.tokens[indices], np.int32), "label": self.labels[indices]}
 
   def token_counts(self, vocab_size: int) -> np.ndarray:
-    """int64 [vocab_size]: how often each token occurs (PAD included), the unigram statistics."""
-    counts = np.zeros(vocab_size, np.int64)
-    for start in range(0, len(self.tokens), 65536):
-      counts += np.bincount(np.asarray(self.tokens[start : start + 65536]).reshape(-1), minlength=vocab_size)
-    return counts
+    """int64 [vocab_size]: how often each token occurs (PAD included), the unigram statistics; counted once (a
+    memory-mapped corpus is read whole) and shared by the method and the evaluators."""
+    if vocab_size not in self._counts:
+      counts = np.zeros(vocab_size, np.int64)
+      for start in range(0, len(self.tokens), 65536):
+        counts += np.bincount(np.asarray(self.tokens[start : start + 65536]).reshape(-1), minlength=vocab_size)
+      self._counts[vocab_size] = counts
+    return self._counts[vocab_size]
 
 
 def is_text(dataset_config) -> bool:
