@@ -1,6 +1,7 @@
 """Methods with a teacher, a queue, a centre, prototypes or a memory bank (BYOL, SimSiam, MoCo v2/v3, DINO, Barlow
-Twins, VICReg, SwAV, DeepCluster-v2), or text beside the images (CLIP, SigLIP),
-on the one train step: the risks of docs' method-state table, each a test.
+Twins, VICReg, SwAV, DeepCluster-v2), text beside the images (CLIP, SigLIP), text alone (GPT, BERT, word2vec) or
+a pretext task's parts and labels (rotation, jigsaw, context prediction), on the one train step: the risks of
+docs' method-state table, each a test.
 One compiled trainer per method and mesh is shared by every test."""
 
 import dataclasses
@@ -35,6 +36,9 @@ METHODS = (
   "gpt",
   "bert",
   "word2vec",
+  "rotation",
+  "jigsaw",
+  "context_prediction",
 )
 TEXT_METHODS = ("gpt", "bert", "word2vec")
 TEACHER_METHODS = ("byol", "moco_v2", "moco_v3", "dino")

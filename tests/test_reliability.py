@@ -92,6 +92,9 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "gpt",
         "bert",
         "word2vec",
+        "rotation",
+        "jigsaw",
+        "context_prediction",
       )
     ),
   ],
