@@ -154,6 +154,14 @@ EVALUATOR = ByName(
       "mask_ratio": Optional(OPTIONAL_NUMBER),
       "seed": Optional(int),
     },
+    "autoencoder_pictures": {
+      **_EVERY,
+      "num_images": Optional(int),
+      "steps": Optional(int),
+      "traversal_dims": Optional(int),
+      "max_points": Optional(int),
+      "seed": Optional(int),
+    },
   },
 )
 SCHEMA = {
@@ -488,6 +496,8 @@ def validate(config):
     require_choice(eval_config.type, registered, f"config.evals.{name}.type")
     if eval_config.type == "reconstruction" and config.method != "mae":
       raise ConfigError(f"config.evals.{name}: the reconstruction evaluator needs method 'mae', not {config.method!r}")
+    if eval_config.type == "autoencoder_pictures" and config.method != "autoencoder":
+      raise ConfigError(f"config.evals.{name}: autoencoder_pictures needs method 'autoencoder', not {config.method!r}")
     if eval_config.type == "zero_shot" and config.get("text") is None:
       raise ConfigError(
         f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"
@@ -517,6 +527,10 @@ def validate(config):
       _probability(eval_config.get("top_fraction", 1.0), f"config.evals.{name}.top_fraction")
       if any(not isinstance(c, NUMBER) or not 0 < c <= 1 for c in eval_config.get("crops", (1.0,))):
         raise ConfigError(f"config.evals.{name}.crops: {eval_config.crops!r} must be fractions of the side in (0, 1]")
+    if eval_config.type == "autoencoder_pictures":
+      for key, minimum in (("num_images", 1), ("steps", 2), ("traversal_dims", 1), ("max_points", 10)):
+        if key in eval_config:
+          _positive(config, f"evals.{name}.{key}", minimum=minimum)
     if eval_config.type == "linear_eval":
       from ssljax.evaluators.linear_eval import PROTOCOLS
 

@@ -227,6 +227,28 @@ def mae_loss(pred, target, mask, norm_pix: bool = True):
   return jnp.sum(per_patch * mask) / jnp.sum(mask)
 
 
+def bernoulli_nll(reconstruction: jax.Array, x: jax.Array) -> jax.Array:
+  """Binary cross-entropy of targets x in [0, 1] under pixel probabilities `reconstruction` in (0, 1), summed over
+  every axis but the first: [N, ...] -> [N]. Each log is clamped at -100, as torch's `binary_cross_entropy`."""
+  log_p = jnp.maximum(jnp.log(reconstruction), -100.0)
+  log_not_p = jnp.maximum(jnp.log1p(-reconstruction), -100.0)
+  return -jnp.sum((x * log_p + (1.0 - x) * log_not_p).reshape(x.shape[0], -1), axis=-1)
+
+
+def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(mean, exp(logvar)) || N(0, I)) summed over the latents: [N, Z] -> [N] (Kingma & Welling, appendix B)."""
+  return -0.5 * jnp.sum(1.0 + logvar - jnp.square(mean) - jnp.exp(logvar), axis=-1)
+
+
+def vae_loss(reconstruction, x, mean, logvar, beta: float = 1.0) -> jax.Array:
+  """The negative ELBO of a VAE with Bernoulli pixels (beta-VAE: the KL term weighted by beta), averaged over the
+  batch: mean_n [BCE(reconstruction_n, x_n) summed over pixels + beta KL(q(z | x_n) || N(0, I)) summed over
+  latents]. Equals pytorch/examples' VAE `loss_function` (BCE with reduction="sum" + KLD) divided by N.
+
+  reconstruction, x: [N, ...] with reconstruction in (0, 1) and x in [0, 1]; mean, logvar: [N, Z]."""
+  return jnp.mean(bernoulli_nll(reconstruction, x) + beta * gaussian_kl(mean, logvar))
+
+
 def embedding_std(z: jax.Array) -> jax.Array:
   """SimSiam's collapse metric: the standard deviation over the batch of the l2-normalised rows of z [N, D],
   averaged over the D dimensions. About 1/sqrt(D) for well-spread embeddings, 0 when they collapse to a point."""

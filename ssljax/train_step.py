@@ -56,6 +56,12 @@ class WithOnlineProbe(nn.Module):
   def word_vectors(self):
     return self.model.word_vectors()
 
+  def posterior(self, images, labels):
+    return self.model.posterior(images, labels)
+
+  def decode(self, z, labels):
+    return self.model.decode(z, labels)
+
 
 def encoder_variables(variables: dict) -> dict:
   """The encoder's part ({collection: subtree}) of the variables of a method's model, with or without the online

@@ -58,6 +58,7 @@ def test_profile_summary_attributes_kernels_by_op_or_by_their_fusion_name():
   assert [entry[0] for entry in summary["top"]] == ["conv.1", "input_reduce_fusion_2", "nvjet_gemm", "copy.3"]
 
 
+@pytest.mark.slow  # 3 min of compiles on 2 cores; run it before each accelerator session (`pytest -m slow`).
 def test_tiny_report_runs_every_check_on_the_cpu(tmp_path):
   """The whole report at toy sizes: every train step compiles, runs and is profiled (its named scopes found), the
   census, checkpoint and NT-Xent rows have values, and report.md and one profile archive per step are written."""

@@ -23,6 +23,7 @@ VARIANTS = {
   "simclr_cifar10": ("v2",),
   "mae_digits": ("lora",),
   "simclr_digits": ("self_training",),
+  "autoencoder_digits": ("denoising", "vae", "beta_vae", "cvae"),
 }
 
 

@@ -1,7 +1,7 @@
 """Methods with a teacher, a queue, a centre, prototypes or a memory bank (BYOL, SimSiam, MoCo v2/v3, DINO, Barlow
-Twins, VICReg, SwAV, DeepCluster-v2), text beside the images (CLIP, SigLIP), text alone (GPT, BERT, word2vec) or
-a pretext task's parts and labels (rotation, jigsaw, context prediction), on the one train step: the risks of
-docs' method-state table, each a test.
+Twins, VICReg, SwAV, DeepCluster-v2), text beside the images (CLIP, SigLIP), text alone (GPT, BERT, word2vec),
+a pretext task's parts and labels (rotation, jigsaw, context prediction) or an auto-encoder (the CVAE), on the one
+train step: the risks of docs' method-state table, each a test.
 One compiled trainer per method and mesh is shared by every test."""
 
 import dataclasses
@@ -39,7 +39,9 @@ METHODS = (
   "rotation",
   "jigsaw",
   "context_prediction",
+  "autoencoder",
 )
+VARIANTS = {"autoencoder": "cvae"}  # The variant that exercises the most: sampled latents and the class.
 TEXT_METHODS = ("gpt", "bert", "word2vec")
 TEACHER_METHODS = ("byol", "moco_v2", "moco_v3", "dino")
 TAU = 0.9
@@ -56,15 +58,24 @@ def method_config(name: str, arg: str = "runlocal,train_only"):
   """The method's digits (text: python_docs) smoke config with a constant teacher momentum of 0.9 (so one step moves
   it visibly)."""
   dataset = "python_docs" if name in TEXT_METHODS else "digits"
+  arg = ",".join(a for a in (VARIANTS.get(name), arg) if a)
   config = importlib.import_module(f"configs.{name}_{dataset}").get_config(arg)
+  if "model" in config and config.model.name == "resnet":
+    config.model.depth = 10  # Any ResNet shows what these tests check; ResNet-10's steps compile ~20% faster.
   for key in ("momentum", "final_momentum"):
     if key in config.get(name, {}):  # Methods with a teacher.
       config[name][key] = TAU
-  if name in ("clip", "siglip", *TEXT_METHODS):
+  if name in ("clip", "siglip", "autoencoder", *TEXT_METHODS):
     # AdamW turns gradients that are exactly 0 up to float noise (a ViT's attention key biases: softmax ignores
     # them) into +-lr steps whose sign differs between meshes; the meshes are compared under SGD (docs' table).
     config.optimizer = dict(
-      name="sgd", base_lr=0.1, lr_scaling="none", weight_decay=0.0, warmup_steps=0, momentum=0.9, nesterov=False
+      name="sgd",
+      base_lr=1e-3 if name == "autoencoder" else 0.1,  # Its loss is a sum over pixels, ~100 x a mean's gradients.
+      lr_scaling="none",
+      weight_decay=0.0,
+      warmup_steps=0,
+      momentum=0.9,
+      nesterov=False,
     )
   return config
 
@@ -283,10 +294,10 @@ def test_end_to_end_run_logs_collapse_metrics_and_evaluates(name, tmp_path):
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())[-1] == 12
   for key in ("linear_fast/ssl/10_per_class", "linear_fast/ssl/all", "knn/ssl/k20", "linear_fast/raw_pixels/all"):
     assert 0.1 < results[key] <= 1.0, (key, results)
-  # Far above chance (0.1) after 12 steps on 8 px digits. DINO's AdamW warms up to 1.25e-4 over these 12 steps, so
-  # its network is still close to a random one; DeepCluster's first epochs (2 steps each) classify the clusters of
-  # a random network's features.
-  assert results["linear_fast/ssl/all"] > (0.15 if name in ("dino", "deepcluster") else 0.3)
+  # Far above chance (0.1) after 12 steps on 8 px digits. DINO's AdamW warms up to 1.25e-4 over these 12 steps and
+  # the auto-encoder runs SGD at 1e-3 here (`method_config`), so their networks are still close to random ones;
+  # DeepCluster's first epochs (2 steps each) classify the clusters of a random network's features.
+  assert results["linear_fast/ssl/all"] > (0.15 if name in ("dino", "deepcluster", "autoencoder") else 0.3)
 
 
 def test_frozen_parameters_keep_their_adam_moments_while_the_count_advances():

@@ -95,6 +95,7 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "rotation",
         "jigsaw",
         "context_prediction",
+        "autoencoder",
       )
     ),
   ],

@@ -95,6 +95,7 @@ class EvalContext:
 def registry() -> dict:
   """{type: evaluator function}."""
   from ssljax.evaluators import (
+    autoencoder_pictures,
     embedding_plot,
     fewshot,
     finetune,
@@ -120,6 +121,7 @@ def registry() -> dict:
     "self_training": self_training.run,
     "embedding_plot": embedding_plot.run,
     "reconstruction": reconstruction.run,
+    "autoencoder_pictures": autoencoder_pictures.run,
     "zero_shot": zero_shot.run,
     "perplexity": perplexity.run,
     "word_vectors": word_vectors.run,

@@ -19,7 +19,12 @@ import jax
 import jax.numpy as jnp
 
 # Stage depths and block type of each supported depth.
-RESNET_SPECS = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"), 50: ((3, 4, 6, 3), "bottleneck")}
+RESNET_SPECS = {
+  10: ((1, 1, 1, 1), "basic"),
+  18: ((2, 2, 2, 2), "basic"),
+  34: ((3, 4, 6, 3), "basic"),
+  50: ((3, 4, 6, 3), "bottleneck"),
+}
 # Convolution initialisers: torchvision's kaiming_normal_(mode="fan_out") (He et al.; the PyTorch references MoCo,
 # BYOL ports, DINO, solo-learn), or SimCLR's TF default VarianceScaling() (scale 1, fan-in, truncated normal).
 CONV_INITS = {
@@ -74,7 +79,7 @@ class ResNet(nn.Module):
   """ResNet trunk mapping images [N, H, W, C] to pooled features [N, feature_dim].
 
   Attributes:
-    depth: 18, 34 or 50.
+    depth: 10, 18, 34 or 50.
     width: width multiplier on every layer's channel count (SimCLR's 1x, 2x, 4x).
     small_stem: 3x3 stride-1 stem without max-pool (CIFAR-style) instead of 7x7 stride-2 plus max-pool.
     dtype: computation dtype (e.g. bfloat16); parameters stay float32.
