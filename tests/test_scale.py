@@ -145,6 +145,7 @@ def _losses(workdir):
     return {row["step"]: row["loss"] for row in map(json.loads, f) if "loss" in row}
 
 
+@pytest.mark.slow  # Over a minute; the default run stays within CI's 30 minutes.
 def test_two_processes_on_localhost_equal_one_process(tmp_path):
   """launch/local.sh: jax.distributed with CPU (gloo) collectives, 2 processes x 4 devices, each reading its half
   of every batch, give the losses of 1 process x 8 devices on the same global batches."""

@@ -66,6 +66,7 @@ def test_digits_accuracy_regression(tmp_path):
   assert results["tsne/ssl/silhouette"] > 0.3  # The t-SNE of SSL features shows class clusters.
 
 
+@pytest.mark.slow  # Over a minute; the default run stays within CI's 30 minutes.
 def test_evaluation_during_training_and_on_a_saved_run(tmp_path):
   """runlocal tracks kNN every 4 steps; `ssljax.evaluate` re-runs the saved config on the last checkpoint with
   overrides and merges into results.json."""
