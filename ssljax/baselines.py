@@ -10,7 +10,6 @@
   initial statistics (mean 0, variance 1) eval-mode BatchNorm does not normalise anything.
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -81,9 +80,3 @@ def random_init_variables(trainer: Trainer, seed: int, train_source, batch_size:
   variables = encoder_variables(eval_variables(trainer.make_state(seed), trainer.method))
   batches = (images(b) for b in range(min(MAX_STATISTICS_BATCHES, len(train_source) // max(batch_size, 1))))
   return random_network_variables(trainer.method.model.encoder, variables, batches)
-
-
-def encoder_featurizer(encoder, variables: dict):
-  """images [N, H, W, C] -> features [N, D] of `encoder` with `variables`, in inference mode (jitted)."""
-  apply = jax.jit(lambda v, images: encoder.apply(v, images, train=False))
-  return functools.partial(apply, variables)

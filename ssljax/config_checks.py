@@ -154,6 +154,7 @@ EVALUATOR = ByName(
       "mask_ratio": Optional(OPTIONAL_NUMBER),
       "seed": Optional(int),
     },
+    "inpainting": {**_EVERY, "num_images": Optional(int), "seed": Optional(int)},
     "autoencoder_pictures": {
       **_EVERY,
       "num_images": Optional(int),
@@ -211,6 +212,7 @@ SCHEMA = {
           "small_stem": bool,
           "conv_init": Optional(str),
           "zero_init_residual": Optional(bool),  # Each block's last BatchNorm scale starts at 0 (default) or 1.
+          "normalization": Optional(str),  # "batch" (default) | "layer" (CPC v2's patch encoder).
         },
         "vit": {
           "name": str,
@@ -498,6 +500,8 @@ def validate(config):
       raise ConfigError(f"config.evals.{name}: the reconstruction evaluator needs method 'mae', not {config.method!r}")
     if eval_config.type == "autoencoder_pictures" and config.method != "autoencoder":
       raise ConfigError(f"config.evals.{name}: autoencoder_pictures needs method 'autoencoder', not {config.method!r}")
+    if eval_config.type == "inpainting" and config.method != "context_encoder":
+      raise ConfigError(f"config.evals.{name}: inpainting needs method 'context_encoder', not {config.method!r}")
     if eval_config.type == "zero_shot" and config.get("text") is None:
       raise ConfigError(
         f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"
@@ -527,7 +531,7 @@ def validate(config):
       _probability(eval_config.get("top_fraction", 1.0), f"config.evals.{name}.top_fraction")
       if any(not isinstance(c, NUMBER) or not 0 < c <= 1 for c in eval_config.get("crops", (1.0,))):
         raise ConfigError(f"config.evals.{name}.crops: {eval_config.crops!r} must be fractions of the side in (0, 1]")
-    if eval_config.type == "autoencoder_pictures":
+    if eval_config.type in ("autoencoder_pictures", "inpainting"):
       for key, minimum in (("num_images", 1), ("steps", 2), ("traversal_dims", 1), ("max_points", 10)):
         if key in eval_config:
           _positive(config, f"evals.{name}.{key}", minimum=minimum)

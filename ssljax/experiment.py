@@ -21,7 +21,7 @@ from ssljax import checkpoint, config_checks, data, evaluators, paths, sharding
 from ssljax.config import ConfigError, require_choice
 from ssljax.metric_writer import MetricWriter
 from ssljax.preemption import PreemptionWatch
-from ssljax.train_step import Trainer, build_trainer, encoder_variables, eval_variables, run_steps
+from ssljax.train_step import Trainer, build_trainer, encoder_variables, eval_variables, replace_encoder, run_steps
 
 CONFIG_FILE = paths.CONFIG_FILE  # The run's config, as `python -m ssljax.evaluate --workdir` reads it back.
 RESULTS_FILE = "results.json"
@@ -293,7 +293,10 @@ def evaluate(
   )
   encoders = {"ssl": lambda: encoder_variables(variables_of(state)), "random_init": random_init}
   baselines = {
-    "random_init": lambda: baselines_lib.encoder_featurizer(trainer.method.model.encoder, random_init()),
+    # The method's own featurizer (CPC: its patch grid) on the fair random network.
+    "random_init": lambda: functools.partial(
+      encode, replace_encoder(variables_of(trainer.make_state(config.seed + 1)), random_init())
+    ),
     "raw_pixels": baselines_lib.raw_pixels,
     "bag_of_tokens": lambda: baselines_lib.bag_of_tokens(config),
   }

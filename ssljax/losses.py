@@ -9,6 +9,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -247,6 +248,29 @@ def vae_loss(reconstruction, x, mean, logvar, beta: float = 1.0) -> jax.Array:
 
   reconstruction, x: [N, ...] with reconstruction in (0, 1) and x in [0, 1]; mean, logvar: [N, Z]."""
   return jnp.mean(bernoulli_nll(reconstruction, x) + beta * gaussian_kl(mean, logvar))
+
+
+def weighted_l2(prediction: jax.Array, target: jax.Array, weights: jax.Array) -> jax.Array:
+  """Pathak et al.'s (2016) context-encoder reconstruction loss: the squared error weighted by `weights`, averaged
+  over the elements it covers: sum(w (prediction - target)^2) / count(w > 0). prediction, target: [N, H, W, C];
+  weights: [N, H, W, 1] (1 on the dropped region, the overlap band's weight around it, 0 on the context the
+  encoder saw), broadcast over channels. With their central region this is their weighted `MSELoss` over it."""
+  weights = jnp.broadcast_to(weights, target.shape)
+  return jnp.sum(weights * jnp.square(prediction - target)) / jnp.maximum(jnp.sum(weights > 0), 1)
+
+
+def cpc_infonce(predictions: jax.Array, targets: jax.Array, offset: int) -> jax.Array:
+  """CPC v2's InfoNCE for predictions `offset` rows ahead (Henaff et al. 2020, appendix pseudocode).
+
+  predictions: [N, H - offset, W, D], the prediction made from the context at (n, r, c) for the patch at
+  (n, r + offset, c); targets: [N, H, W, D], the patch embeddings. Each prediction's logits are its dot products
+  with every target of every image in the (global) batch, [N (H - offset) W, N H W]; the positive is its own
+  patch. Returns the cross-entropy, averaged over the predictions."""
+  n, h, w, d = targets.shape
+  logits = jnp.dot(predictions.reshape(-1, d), targets.reshape(-1, d).T, preferred_element_type=jnp.float32)
+  image, row, column = jnp.meshgrid(jnp.arange(n), jnp.arange(offset, h), jnp.arange(w), indexing="ij")
+  labels = ((image * h + row) * w + column).reshape(-1)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 def embedding_std(z: jax.Array) -> jax.Array:

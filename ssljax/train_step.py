@@ -70,6 +70,16 @@ def encoder_variables(variables: dict) -> dict:
   return {name: tree["encoder"] for name, tree in models.items() if "encoder" in tree}
 
 
+def replace_encoder(variables: dict, encoder: dict) -> dict:
+  """`variables` of a method's model (with or without the online probe) with the encoder's part replaced by
+  `encoder` ({collection: subtree}, as `encoder_variables` returns them)."""
+
+  def put(tree, part):
+    return {**tree, "model": put(tree["model"], part)} if "model" in tree else {**tree, "encoder": part}
+
+  return {name: put(tree, encoder[name]) if name in encoder else tree for name, tree in variables.items()}
+
+
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array  # Batches this state has gone through (updates applied or skipped); names its checkpoint.

@@ -96,6 +96,8 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "jigsaw",
         "context_prediction",
         "autoencoder",
+        "context_encoder",
+        "cpc",
       )
     ),
   ],

@@ -13,7 +13,8 @@ from ssljax.evaluators.embedding_plot import embed_2d, scatter_png
 from ssljax.evaluators.reconstruction import tile
 
 
-def _training_mean_image(context):
+def training_mean_image(context):
+  """[H, W, C]: the mean of the training split's images, summed one evaluation batch at a time."""
   total = sum(
     np.asarray(batch["image"][:valid], np.float64).sum(0)
     for batch, valid in data.eval_batches(context.train_source, context.config.eval_batch_size, context.batch_sharding)
@@ -35,7 +36,7 @@ def run(context, num_images: int = 16, steps: int = 8, traversal_dims: int = 8, 
   posterior = jax.jit(lambda v, x, y: model.apply(v, x, y, method="posterior")[1:])
   decode = jax.jit(lambda v, z, y: model.apply(v, z, y, method="decode"))
 
-  mean_image = _training_mean_image(context)
+  mean_image = training_mean_image(context)
   sums = {"ssl": 0.0, "mean_image": 0.0, "kl": 0.0}
   means, logvars, labels, images = [], [], [], []
   for batch, valid in data.eval_batches(context.test_source, config.eval_batch_size, context.batch_sharding):

@@ -27,8 +27,8 @@ __all__ = [
 def build_encoder(model_config, image_size: int, dtype):
   """The encoder named by `config.model` for square images of `image_size`.
 
-  resnet: depth, width, small_stem, conv_init, zero_init_residual. vit: variant (Ti/S/B/L/H) with optional
-  width/depth/num_heads overrides, patch_size, pool ("cls" | "mean"), drop_path, learned_pos_embed, lora (rank,
+  resnet: depth, width, small_stem, conv_init, zero_init_residual, normalization. vit: variant (Ti/S/B/L/H) with
+  optional width/depth/num_heads overrides, patch_size, pool ("cls" | "mean"), drop_path, learned_pos_embed, lora (rank,
   alpha), qkv_init ("fused" | "separate"), cls_token_std, cls_blocks and patch_mean (the features DINO's linear
   evaluation reads).
   """
@@ -44,6 +44,9 @@ def build_encoder(model_config, image_size: int, dtype):
     dtype,
     conv_init=conv_init,
     zero_init_residual=model_config.get("zero_init_residual", True),
+    normalization=require_choice(
+      model_config.get("normalization", "batch"), ("batch", "layer"), "config.model.normalization"
+    ),
   )
   if image_size < encoder.downsampling:
     raise ConfigError(

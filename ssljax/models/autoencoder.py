@@ -28,8 +28,9 @@ class AutoEncoder(nn.Module):
   Attributes:
     num_classes: > 0 for a conditional model: the one-hot class joins the encoder's features before the latent
       layer and the latent before the decoder (Sohn et al. 2015).
-  inputs: {"image": the encoder's input [N, S, S, C] (noised for a denoising AE), "target": the clean image the
-  decoder must give back, "label": int [N]}.
+  inputs: {"image": the encoder's input [N, S, S, C] (noised for a denoising AE, with a hole for a context
+  encoder), "target": the clean image the decoder must give back, "label": int [N], optionally "target_weights"
+  [N, S, S, 1] (the context encoder's loss weights)}; "target" and "target_weights" pass through to the outputs.
   """
 
   encoder: nn.Module
@@ -62,6 +63,8 @@ class AutoEncoder(nn.Module):
   def __call__(self, inputs, train: bool = True):
     features, mean, logvar = self.posterior(inputs["image"], inputs["label"], train)
     outputs = {"features": features.astype(jnp.float32), "mean": mean, "target": inputs["target"]}
+    if "target_weights" in inputs:
+      outputs["target_weights"] = inputs["target_weights"]
     z = mean
     if self.variational:  # The reparameterisation trick; the noise from the step's "dropout" stream.
       z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(self.make_rng("dropout"), mean.shape)

@@ -86,6 +86,8 @@ class ResNet(nn.Module):
     bn_momentum: running-average decay of the BatchNorm statistics.
     conv_init: a key of CONV_INITS.
     zero_init_residual: each block's last BatchNorm scale starts at zero (else one).
+    normalization: "batch" (BatchNorm) or "layer" (LayerNorm over each example's whole activation map, per-channel
+      scale and offset: CPC v2's encoder, where BatchNorm would let the patches of an image share statistics).
   """
 
   depth: int = 50
@@ -95,6 +97,7 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   conv_init: str = "he_fan_out"
   zero_init_residual: bool = True
+  normalization: str = "batch"
 
   @property
   def downsampling(self) -> int:
@@ -111,9 +114,12 @@ class ResNet(nn.Module):
       raise ValueError(f"ResNet depth must be one of {sorted(RESNET_SPECS)}, got {self.depth}")
     stage_sizes, block = RESNET_SPECS[self.depth]
     conv = functools.partial(symmetric_conv, dtype=self.dtype, kernel_init=CONV_INITS[self.conv_init])
-    norm = functools.partial(
-      nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype
-    )
+    if self.normalization == "layer":
+      norm = functools.partial(nn.LayerNorm, epsilon=1e-5, reduction_axes=(-3, -2, -1), dtype=self.dtype)
+    else:
+      norm = functools.partial(
+        nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype
+      )
     base = int(64 * self.width)
     x = x.astype(self.dtype)
     if self.small_stem:
