@@ -10,7 +10,6 @@
   initial statistics (mean 0, variance 1) eval-mode BatchNorm does not normalise anything.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
