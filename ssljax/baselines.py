@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssljax import data
-from ssljax.train_step import Trainer, encoder_variables, eval_variables
+from ssljax.train_step import Trainer, encoder_variables
 
 MAX_STATISTICS_BATCHES = 10  # Batches of training images the random network's BatchNorm statistics come from.
 
@@ -66,9 +66,9 @@ def random_network_variables(encoder, variables: dict, batches) -> dict:
   return {**variables, "batch_stats": mean}
 
 
-def random_init_variables(trainer: Trainer, seed: int, train_source, batch_size: int) -> dict:
-  """The method's encoder's variables, freshly initialised with `seed`, made a fair random network on up to
-  MAX_STATISTICS_BATCHES batches of `batch_size` (unaugmented) training images."""
+def random_init_variables(trainer: Trainer, initial_variables: dict, train_source, batch_size: int) -> dict:
+  """The encoder's part of `initial_variables` (a freshly initialised model's evaluation variables) made a fair
+  random network on up to MAX_STATISTICS_BATCHES batches of `batch_size` (unaugmented) training images."""
   devices = jax.device_count()
   batch_size = min(batch_size, len(train_source) // devices * devices)
 
@@ -76,6 +76,6 @@ def random_init_variables(trainer: Trainer, seed: int, train_source, batch_size:
     indices = np.arange(b * batch_size, (b + 1) * batch_size).reshape(jax.process_count(), -1)[jax.process_index()]
     return data.model_input(data.global_batch(train_source.get(indices), trainer.batch_sharding))
 
-  variables = encoder_variables(eval_variables(trainer.make_state(seed), trainer.method))
+  variables = encoder_variables(initial_variables)
   batches = (images(b) for b in range(min(MAX_STATISTICS_BATCHES, len(train_source) // max(batch_size, 1))))
   return random_network_variables(trainer.method.model.encoder, variables, batches)

@@ -288,15 +288,14 @@ def evaluate(
   `step`, only the evaluators due then (`every_steps`), without baselines. `failures`: see `run_evaluators`."""
   encode = trainer.encode
   variables_of = functools.partial(eval_variables, method=trainer.method)
+  initial_variables = functools.cache(lambda: variables_of(trainer.make_state(config.seed + 1)))  # A fresh model.
   random_init = functools.cache(
-    lambda: baselines_lib.random_init_variables(trainer, config.seed + 1, train_source, config.eval_batch_size)
+    lambda: baselines_lib.random_init_variables(trainer, initial_variables(), train_source, config.eval_batch_size)
   )
   encoders = {"ssl": lambda: encoder_variables(variables_of(state)), "random_init": random_init}
   baselines = {
     # The method's own featurizer (CPC: its patch grid) on the fair random network.
-    "random_init": lambda: functools.partial(
-      encode, replace_encoder(variables_of(trainer.make_state(config.seed + 1)), random_init())
-    ),
+    "random_init": lambda: functools.partial(encode, replace_encoder(initial_variables(), random_init())),
     "raw_pixels": baselines_lib.raw_pixels,
     "bag_of_tokens": lambda: baselines_lib.bag_of_tokens(config),
   }

@@ -22,28 +22,36 @@ def run(context, num_images: int = 16, seed: int = 0) -> dict:
   settings = config.context_encoder
 
   @jax.jit
-  def complete(variables, images, labels, key):
+  def complete(variables, images, labels, key, valid, mean_image):
+    """The batch's holes, the encoder's input, the completion, and [the model's and the mean image's summed
+    squared error over the dropped values, the number of dropped values] (padding rows count 0)."""
     dropped = drop_masks(key, images.shape[0], images.shape[1], settings.mask, settings.hole_size, settings.num_blocks)
     hole_input = with_hole(images, dropped)
     _, mean, _ = context.model.apply(variables, hole_input, labels, method="posterior")
-    return dropped, hole_input, context.model.apply(variables, mean, labels, method="decode")
+    completion = context.model.apply(variables, mean, labels, method="decode")
+    counted = dropped * (jnp.arange(images.shape[0]) < valid)[:, None, None, None]
+    sums = jnp.stack(
+      [
+        jnp.sum(counted * jnp.square(completion - images)),
+        jnp.sum(counted * jnp.square(mean_image - images)),
+        jnp.sum(counted) * images.shape[-1],
+      ]
+    )
+    return dropped, hole_input, completion, sums
 
   mean_image = training_mean_image(context)
-  sums = {"ssl": 0.0, "mean_image": 0.0}
-  dropped_values = 0.0
+  sums = np.zeros(3)
   first = None
   for index, (batch, valid) in enumerate(
     data.eval_batches(context.test_source, config.eval_batch_size, context.batch_sharding)
   ):
-    images = batch["image"]
     key = jax.random.fold_in(jax.random.key(seed), index)
-    dropped, hole_input, completion = complete(context.variables, images, batch["label"], key)
-    dropped = dropped * (jnp.arange(images.shape[0]) < valid)[:, None, None, None]  # Padding counts 0.
-    sums["ssl"] += float(jnp.sum(dropped * jnp.square(completion - images)))
-    sums["mean_image"] += float(jnp.sum(dropped * jnp.square(mean_image - images)))
-    dropped_values += float(jnp.sum(dropped)) * images.shape[-1]
+    dropped, hole_input, completion, batch_sums = complete(
+      context.variables, batch["image"], batch["label"], key, valid, mean_image
+    )
+    sums += np.asarray(batch_sums, np.float64)
     if first is None:
-      first = jax.device_get([x[:num_images] for x in (images, dropped, hole_input, completion)])
+      first = jax.device_get([x[:num_images] for x in (batch["image"], dropped, hole_input, completion)])
 
   images, dropped, hole_input, completion = first
   pasted = images * (1 - dropped) + completion * dropped
@@ -54,4 +62,4 @@ def run(context, num_images: int = 16, seed: int = 0) -> dict:
     paths.write_png(paths.resolve(context.workdir) / "inpainting.png", grid)
     if context.writer is not None:
       context.writer.write_image(0, "inpainting", grid)
-  return {f"inpainting/{name}/hole_mse": total / dropped_values for name, total in sums.items()}
+  return {"inpainting/ssl/hole_mse": sums[0] / sums[2], "inpainting/mean_image/hole_mse": sums[1] / sums[2]}
