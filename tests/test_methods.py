@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from compilations import compiled_functions
 from ml_collections import ConfigDict
 
 from ssljax import checkpoint, data, experiment, losses, optim, sharding, train_step
@@ -110,12 +111,13 @@ def _run(name: str, devices: int) -> Run:
   sampler = data.StepIndexedSampler(len(source), config.batch_size, config.seed)
   state = trainer.make_state(config.seed)
   run = Run(config, trainer, source, [], [jax.device_get(state)], [])
-  for _, batch in data.train_batches(source, sampler, trainer.batch_sharding, 0, STEPS):
+  for step, batch in data.train_batches(source, sampler, trainer.batch_sharding, 0, STEPS):
     run.batches.append(batch)
-    state, metrics = trainer.step(state, batch)
+    with compiled_functions() as compiled:
+      state, metrics = trainer.step(state, batch)
+    assert step == 0 or not [f for f in compiled if "train_step" in f], compiled  # One compilation for all steps.
     run.states.append(jax.device_get(state))
     run.metrics.append(jax.device_get(metrics))
-  assert trainer.step._cache_size() == 1
   return run
 
 
