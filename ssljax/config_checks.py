@@ -155,6 +155,7 @@ EVALUATOR = ByName(
       "seed": Optional(int),
     },
     "inpainting": {**_EVERY, "num_images": Optional(int), "seed": Optional(int)},
+    "colorization": {**_EVERY, "num_images": Optional(int)},
     "autoencoder_pictures": {
       **_EVERY,
       "num_images": Optional(int),
@@ -449,7 +450,7 @@ def validate(config):
     _positive(config, key, minimum=0 if key == "seed" else 1)
   if not 0 < config.dataset.get("center_crop", 1.0) <= 1:
     raise ConfigError(f"config.dataset.center_crop: {config.dataset.center_crop} is not a fraction in (0, 1]")
-  if config.dataset.get("host_crops") and config.dataset.name in ("digits", "npz"):
+  if config.dataset.get("host_crops") and config.dataset.name in ("digits", "sample_photos", "npz"):
     raise ConfigError(
       f"config.dataset.host_crops: {config.dataset.name!r} holds no full-size images to crop (a tfds or 'folder' "
       "dataset does)"
@@ -502,6 +503,8 @@ def validate(config):
       raise ConfigError(f"config.evals.{name}: autoencoder_pictures needs method 'autoencoder', not {config.method!r}")
     if eval_config.type == "inpainting" and config.method != "context_encoder":
       raise ConfigError(f"config.evals.{name}: inpainting needs method 'context_encoder', not {config.method!r}")
+    if eval_config.type == "colorization" and config.method != "colorization":
+      raise ConfigError(f"config.evals.{name}: colorization needs method 'colorization', not {config.method!r}")
     if eval_config.type == "zero_shot" and config.get("text") is None:
       raise ConfigError(
         f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"
@@ -531,7 +534,7 @@ def validate(config):
       _probability(eval_config.get("top_fraction", 1.0), f"config.evals.{name}.top_fraction")
       if any(not isinstance(c, NUMBER) or not 0 < c <= 1 for c in eval_config.get("crops", (1.0,))):
         raise ConfigError(f"config.evals.{name}.crops: {eval_config.crops!r} must be fractions of the side in (0, 1]")
-    if eval_config.type in ("autoencoder_pictures", "inpainting"):
+    if eval_config.type in ("autoencoder_pictures", "inpainting", "colorization"):
       for key, minimum in (("num_images", 1), ("steps", 2), ("traversal_dims", 1), ("max_points", 10)):
         if key in eval_config:
           _positive(config, f"evals.{name}.{key}", minimum=minimum)

@@ -3,6 +3,7 @@
 A dataset is a random-access source (`len`, `get(indices)` -> {"image": float32 [B, H, W, C] in [0, 1],
 "label": int32 [B], -1 when unlabelled}), chosen by `config.dataset.name`:
 - "digits": scikit-learn's bundled 8x8 handwritten digits (real data, no download) with a fixed held-out split;
+- "sample_photos": crops of scikit-learn's two bundled colour photos (`_sample_photos`), colour with no download;
 - "folder": your images, `data_dir/SPLIT/` with PNG/JPEG files flat (unlabelled) or in class subdirectories;
 - "npz": your arrays, `data_dir/SPLIT.npz` with "images" [N, H, W, C] and optional "labels" [N];
 - "tar": image-text pairs in webdataset-style shards, `data_dir/SPLIT/*.tar` (`TarShardSource`);
@@ -222,7 +223,8 @@ class TfdsSource:
     try:
       builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-      raise ConfigError(f"config.dataset.name: unknown dataset {name!r} (not 'digits' and not in tfds)") from None
+      known = "not 'digits', 'sample_photos' or in tfds"
+      raise ConfigError(f"config.dataset.name: unknown dataset {name!r} ({known})") from None
     self.data_dir = _data_dir_root(builder, name)  # Where tfds found it (data_dir, $TFDS_DATA_DIR or its default).
     features = builder.info.features
     self._caption_path = caption_feature.split("/") if caption_feature else None
@@ -785,6 +787,32 @@ def _digits(split: str, size: int) -> ArraySource:
   return ArraySource(np.clip(images, 0.0, 1.0), digits.target[index].astype(np.int32), 10)
 
 
+PHOTO_CROP, PHOTO_STRIDE, PHOTO_TEST_COLUMNS = 64, 16, 160
+
+
+def _sample_photos(split: str, size: int) -> ArraySource:
+  """Square crops of scikit-learn's two bundled photos (china.jpg, flower.jpg; 427 x 640), labelled by photo:
+  `PHOTO_CROP` px windows every `PHOTO_STRIDE` px, resized (antialiased) to `size`. "test" crops come from each
+  photo's rightmost `PHOTO_TEST_COLUMNS` columns, "train" crops from the rest (1242 and 322 crops): held-out
+  regions of the same two scenes, not new scenes."""
+  from sklearn.datasets import load_sample_images
+
+  if split not in ("train", "test"):
+    raise ConfigError(f"config.dataset: sample_photos has splits 'train' and 'test', not {split!r}")
+  crops, labels = [], []
+  for label, photo in enumerate(load_sample_images().images):
+    height, width = photo.shape[:2]
+    columns = (0, width - PHOTO_TEST_COLUMNS) if split == "train" else (width - PHOTO_TEST_COLUMNS, width)
+    for top in range(0, height - PHOTO_CROP + 1, PHOTO_STRIDE):
+      for left in range(columns[0], columns[1] - PHOTO_CROP + 1, PHOTO_STRIDE):
+        crops.append(photo[top : top + PHOTO_CROP, left : left + PHOTO_CROP])
+        labels.append(label)
+  images = np.stack(crops).astype(np.float32) / 255.0
+  if size != PHOTO_CROP:
+    images = np.asarray(jax.image.resize(images, (len(images), size, size, 3), "linear", antialias=True))
+  return ArraySource(np.clip(images, 0.0, 1.0), np.array(labels, np.int32), 2)
+
+
 class CaptionedSource:
   """`source` whose examples carry "text", int32 [B, context_length]: one of each example's captions, tokenised
   (`ssljax.text.tokenize`). `captions_of(batch)` lists every example's candidate captions: the templates of its
@@ -854,6 +882,8 @@ def load_source(dataset_config, split: str, text_config=None):
     raise ConfigError(f"config.dataset.image_size: must be a positive integer, got {size!r}")
   if dataset_config.name == "digits":
     source = _digits(split, size)
+  elif dataset_config.name == "sample_photos":
+    source = _sample_photos(split, size)
   elif dataset_config.name == "folder":
     data_dir, channels = dataset_config.get("data_dir"), dataset_config.channels
     train_root = os.path.join(data_dir or "", dataset_config.train_split)

@@ -40,7 +40,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   data.check_test_labels(train_source, test_source, config.dataset)
   config = with_resolved_data_dir(config, train_source)
   trainer = build_trainer(
-    config, mesh, data.num_examples(train_source), train_source.num_classes, data.token_counts(train_source, config)
+    config,
+    mesh,
+    data.num_examples(train_source),
+    train_source.num_classes,
+    data.token_counts(train_source, config),
+    train_source,
   )
   data.train_sampler(train_source, config.batch_size, config.seed).process_indices(0)  # Batch fits?
 

@@ -259,6 +259,15 @@ def weighted_l2(prediction: jax.Array, target: jax.Array, weights: jax.Array) ->
   return jnp.sum(weights * jnp.square(prediction - target)) / jnp.maximum(jnp.sum(weights > 0), 1)
 
 
+def rebalanced_cross_entropy(logits: jax.Array, soft_targets: jax.Array, weights: jax.Array) -> jax.Array:
+  """Zhang et al.'s (2016) colorization loss: the cross-entropy of each location's predicted distribution over the
+  ab bins against its soft-encoded target, times the location's rebalancing weight v (constant: the reference
+  scales the gradient by it), averaged over all locations: -sum(v * sum_q z_q log softmax(logits)_q) / count.
+  logits, soft_targets: [N, H, W, Q]; weights: [N, H, W]."""
+  per_location = optax.softmax_cross_entropy(logits, soft_targets)
+  return jnp.mean(jax.lax.stop_gradient(weights) * per_location)
+
+
 def cpc_infonce(predictions: jax.Array, targets: jax.Array, offset: int) -> jax.Array:
   """CPC v2's InfoNCE for predictions `offset` rows ahead (Henaff et al. 2020, appendix pseudocode).
 

@@ -62,6 +62,9 @@ class WithOnlineProbe(nn.Module):
   def decode(self, z, labels):
     return self.model.decode(z, labels)
 
+  def colorize(self, images):
+    return self.model.colorize(images)
+
 
 def encoder_variables(variables: dict) -> dict:
   """The encoder's part ({collection: subtree}) of the variables of a method's model, with or without the online
@@ -241,13 +244,14 @@ class Trainer:
   encode: Callable
 
 
-def build_trainer(config, mesh, num_examples: int, num_classes: int, token_counts=None) -> Trainer:
-  """`token_counts`: text data's unigram counts (`data.TokenSource.token_counts`), for methods that sample by them."""
+def build_trainer(config, mesh, num_examples: int, num_classes: int, token_counts=None, train_source=None) -> Trainer:
+  """`token_counts`: text data's unigram counts (`data.TokenSource.token_counts`), for methods that sample by them;
+  `train_source`: the training data, for methods whose loss needs a statistic of it (None where nothing trains)."""
   sharding.check_batch_size(config.batch_size, ways=sharding.batch_devices(mesh))
   replicated = sharding.replicated(mesh)
   num_steps = total_steps(config, num_examples)
   steps_per_epoch = max(1, num_examples // config.batch_size)
-  info = BuildInfo(num_classes, mesh, num_steps, steps_per_epoch, num_examples, token_counts)
+  info = BuildInfo(num_classes, mesh, num_steps, steps_per_epoch, num_examples, token_counts, train_source)
   method = build_method(config, info)
   with_probe = config.get("online_probe", True) and num_classes > 0  # Unlabelled data: no probe.
   model = WithOnlineProbe(method.model, num_classes) if with_probe else method.model

@@ -26,6 +26,23 @@ def test_digits_split_is_fixed_disjoint_and_real():
   assert upsampled.images.shape == (360, 16, 16, 1)
 
 
+def test_sample_photos_hold_out_the_right_edge_of_both_photos():
+  from sklearn.datasets import load_sample_images
+
+  photos = load_sample_images().images
+  train, test = (data.load_source(_dataset("sample_photos", 64, channels=3), split) for split in ("train", "test"))
+  assert (len(train), len(test)) == (1242, 322) and train.num_classes == test.num_classes == 2
+  np.testing.assert_array_equal(np.bincount(test.labels), [161, 161])
+  np.testing.assert_array_equal(train.images[0], photos[0][:64, :64] / np.float32(255))  # Stored size: as is.
+  np.testing.assert_array_equal(test.images[-1], photos[1][-64 - 11 : -11, -64:] / np.float32(255))
+  # A training crop reaches column 479 at most, the test crops start at column 480: no pixel is shared.
+  lefts = np.arange(0, 640 - 160 - 64 + 1, 16)
+  assert lefts[-1] + 64 <= 480
+  small = data.load_source(_dataset("sample_photos", 32, channels=3), "test")
+  assert small.images.shape == (322, 32, 32, 3)
+  np.testing.assert_allclose(small.images.mean(), test.images.mean(), atol=1e-3)  # Antialiased: the mean is kept.
+
+
 def test_sampler_is_a_permutation_per_epoch_and_a_pure_function_of_the_step():
   sampler = data.StepIndexedSampler(num_examples=100, global_batch_size=32, seed=3)
   assert sampler.steps_per_epoch == 3

@@ -1,8 +1,8 @@
 """Methods with a teacher, a queue, a centre, prototypes or a memory bank (BYOL, SimSiam, MoCo v2/v3, DINO, Barlow
 Twins, VICReg, SwAV, DeepCluster-v2), text beside the images (CLIP, SigLIP), text alone (GPT, BERT, word2vec),
 a pretext task's parts and labels (rotation, jigsaw, context prediction), an auto-encoder (the CVAE), a context
-encoder's holes or CPC's patch grid, on the one train step: the risks of docs' method-state table, each a test.
-One compiled trainer per method and mesh is shared by every test."""
+encoder's holes, CPC's patch grid or a colorizer's Lab targets, on the one train step: the risks of docs'
+method-state table, each a test. One compiled trainer per method and mesh is shared by every test."""
 
 import dataclasses
 import functools
@@ -21,6 +21,7 @@ from ml_collections import ConfigDict
 from ssljax import checkpoint, data, experiment, losses, optim, sharding, train_step
 from ssljax.config import ConfigError
 from ssljax.methods import BuildInfo, build_method, cosine_momentum, dino
+from tests import tiny_tfds
 
 METHODS = (
   "byol",
@@ -43,6 +44,7 @@ METHODS = (
   "autoencoder",
   "context_encoder",
   "cpc",
+  "colorization",
 )
 VARIANTS = {"autoencoder": "cvae"}  # The variant that exercises the most: sampled latents and the class.
 TEXT_METHODS = ("gpt", "bert", "word2vec")
@@ -54,7 +56,7 @@ STEPS = 3
 # Issue 24's methods run these tests under `pytest -m slow` only: the default run must stay within CI's 30 minutes
 # (their labels, grids, losses and pictures are tested in the default run: tests/test_pretext.py,
 # tests/test_autoencoder.py, tests/test_context_encoder.py, tests/test_cpc.py).
-SLOW_METHODS = ("rotation", "jigsaw", "context_prediction", "autoencoder", "context_encoder", "cpc")
+SLOW_METHODS = ("rotation", "jigsaw", "context_prediction", "autoencoder", "context_encoder", "cpc", "colorization")
 
 
 def same_worker(names):
@@ -67,17 +69,21 @@ def same_worker(names):
 
 
 def method_config(name: str, arg: str = "runlocal,train_only"):
-  """The method's digits (text: python_docs) smoke config with a constant teacher momentum of 0.9 (so one step moves
-  it visibly)."""
-  dataset = "python_docs" if name in TEXT_METHODS else "digits"
+  """The method's digits (text: python_docs; colorization: the tests' tiny colour dataset) smoke config with a
+  constant teacher momentum of 0.9 (so one step moves it visibly)."""
+  dataset = {"colorization": "cifar10", **dict.fromkeys(TEXT_METHODS, "python_docs")}.get(name, "digits")
   arg = ",".join(a for a in (VARIANTS.get(name), arg) if a)
   config = importlib.import_module(f"configs.{name}_{dataset}").get_config(arg)
+  if name == "colorization":
+    config.dataset.update(
+      name=tiny_tfds.COLOURS_NAME, data_dir=tiny_tfds.prepared_colours(), image_size=tiny_tfds.COLOURS_SIDE
+    )
   if "model" in config and config.model.name == "resnet":
     config.model.depth = 10  # Any ResNet shows what these tests check; ResNet-10's steps compile ~20% faster.
   for key in ("momentum", "final_momentum"):
     if key in config.get(name, {}):  # Methods with a teacher.
       config[name][key] = TAU
-  if name in ("clip", "siglip", "autoencoder", "context_encoder", "cpc", *TEXT_METHODS):
+  if name in ("clip", "siglip", "autoencoder", "context_encoder", "cpc", "colorization", *TEXT_METHODS):
     # AdamW turns gradients that are exactly 0 up to float noise (a ViT's attention key biases: softmax ignores
     # them) into +-lr steps whose sign differs between meshes; the meshes are compared under SGD (docs' table).
     config.optimizer = dict(
@@ -107,7 +113,8 @@ def _run(name: str, devices: int) -> Run:
   config = method_config(name)
   mesh = sharding.make_mesh((("data", devices),), jax.devices()[:devices])
   source = data.load_source(config.dataset, "train", config.get("text"))
-  trainer = train_step.build_trainer(config, mesh, len(source), source.num_classes, data.token_counts(source, config))
+  counts = data.token_counts(source, config)
+  trainer = train_step.build_trainer(config, mesh, len(source), source.num_classes, counts, train_source=source)
   sampler = data.StepIndexedSampler(len(source), config.batch_size, config.seed)
   state = trainer.make_state(config.seed)
   run = Run(config, trainer, source, [], [jax.device_get(state)], [])
@@ -290,7 +297,8 @@ def test_checkpoint_holds_teacher_and_buffers_and_resume_is_bit_exact(name, tmp_
   "name",
   [
     pytest.param(m, marks=pytest.mark.slow) if m in SLOW_METHODS else m
-    for m in (*[m for m in METHODS if m not in TEXT_METHODS], "deepcluster")
+    # Colorization's own end-to-end run is in tests/test_colorization.py (its colour test data has no classes).
+    for m in (*[m for m in METHODS if m not in (*TEXT_METHODS, "colorization")], "deepcluster")
   ],
 )
 def test_end_to_end_run_logs_collapse_metrics_and_evaluates(name, tmp_path):

@@ -18,14 +18,20 @@ import pytest
 from configs import simclr_digits
 from ssljax import checkpoint, data, experiment, paths, pretrained, sharding, train_step
 from ssljax.config import ConfigError
+from tests import tiny_tfds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = ("--config.total_steps=16", "--config.log_every=1", "--config.checkpoint_every=3")
 
 
 def _launch(workdir, *overrides, method="simclr"):
-  dataset = "python_docs" if method in ("gpt", "bert", "word2vec") else "digits"
-  command = [sys.executable, "-m", "ssljax.train", f"--config=configs/{method}_{dataset}.py:runlocal,train_only"]
+  dataset = {"gpt": "python_docs", "bert": "python_docs", "word2vec": "python_docs", "colorization": "cifar10"}
+  config = f"configs/{method}_{dataset.get(method, 'digits')}.py:runlocal,train_only"
+  command = [sys.executable, "-m", "ssljax.train", f"--config={config}"]
+  if method == "colorization":  # The tests' tiny colour dataset.
+    data_dir = tiny_tfds.prepared_colours()
+    command += [f"--config.dataset.name={tiny_tfds.COLOURS_NAME}", f"--config.dataset.data_dir={data_dir}"]
+    command += [f"--config.dataset.image_size={tiny_tfds.COLOURS_SIDE}"]
   command += [f"--workdir={workdir}", *STEPS, *overrides]
   return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -98,6 +104,7 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "autoencoder",
         "context_encoder",
         "cpc",
+        "colorization",
       )
     ),
   ],

@@ -2,6 +2,11 @@
 tfds dataset: no network, and no TensorFlow (its images are uint8 tensor features, which tfds writes without it).
 Its border pixels have their own value (250), unlike the interior, so crops that keep or lose them can be told."""
 
+import atexit
+import functools
+import shutil
+import tempfile
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -76,3 +81,52 @@ class SsljaxTinyText(tfds.core.GeneratorBasedBuilder):
     words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
     for index in range(count):
       yield index, {"text": f"document {index} says: the number {words[index % 10]} and some words{'!' * seed}"}
+
+
+COLOURS_NAME = "ssljax_tiny_colours"
+COLOURS_SIDE = 16
+
+
+def colour_of_lightness(t: np.ndarray) -> np.ndarray:
+  """[...] in [0, 1] -> RGB [..., 3]: dark blue at 0 to bright orange at 1, so each pixel's colour follows from its
+  lightness (what a colorizer can learn from L alone)."""
+  dark, bright = np.array([0.05, 0.1, 0.5]), np.array([1.0, 0.7, 0.2])
+  return dark + t[..., None] * (bright - dark)
+
+
+class SsljaxTinyColours(tfds.core.GeneratorBasedBuilder):
+  """Colour images of smooth random blobs (a 4 x 4 grid of random levels, upsampled bilinearly), coloured by
+  `colour_of_lightness`; labels by index, as digits' 10 classes."""
+
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    features = {
+      "image": tfds.features.Tensor(shape=(COLOURS_SIDE, COLOURS_SIDE, 3), dtype=np.uint8),
+      "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
+    }
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {split: self._generate_examples(count, seed) for seed, (split, count) in enumerate(SPLITS.items())}
+
+  def _generate_examples(self, count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    position = (np.arange(COLOURS_SIDE) + 0.5) * 4 / COLOURS_SIDE - 0.5  # Pixel centres on the 4 x 4 grid.
+    upsample = np.stack([np.interp(position, np.arange(4), unit) for unit in np.eye(4)], -1)  # [S, 4], linear.
+    for index in range(count):
+      field = upsample @ rng.uniform(0, 1, (4, 4)) @ upsample.T
+      image = np.round(colour_of_lightness(field) * 255).astype(np.uint8)
+      yield index, {"image": image, "label": index % NUM_CLASSES}
+
+
+@functools.cache
+def prepared_colours() -> str:
+  """A data dir holding `COLOURS_NAME`, prepared once per process by ssljax.prepare and removed at its exit."""
+  from ssljax import prepare
+
+  directory = tempfile.mkdtemp(prefix="ssljax_colours_")
+  atexit.register(shutil.rmtree, directory, True)
+  prepare.prepare(COLOURS_NAME, directory)
+  return directory

@@ -96,6 +96,7 @@ def registry() -> dict:
   """{type: evaluator function}."""
   from ssljax.evaluators import (
     autoencoder_pictures,
+    colorization,
     embedding_plot,
     fewshot,
     finetune,
@@ -124,6 +125,7 @@ def registry() -> dict:
     "reconstruction": reconstruction.run,
     "autoencoder_pictures": autoencoder_pictures.run,
     "inpainting": inpainting.run,
+    "colorization": colorization.run,
     "zero_shot": zero_shot.run,
     "perplexity": perplexity.run,
     "word_vectors": word_vectors.run,

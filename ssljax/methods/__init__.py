@@ -25,6 +25,7 @@ class BuildInfo:
   steps_per_epoch: int = 1  # Per-epoch schedules (DINO's teacher temperature, its frozen last layer).
   num_examples: int = 0  # Training examples (DeepCluster-v2's memory bank holds one row each).
   token_counts: Any = None  # Text: int [vocab] occurrences of each token in the training data (word2vec's noise).
+  train_source: Any = None  # The training data, for a statistic of it (colorization's colour distribution).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,8 @@ class Method:
     extra_batch: {key: (shape of one example's value, dtype)} of what the method reads from the batch beyond
       "image", "label" and "index" (CLIP's "text" tokens [L]): the data must provide them, and the model is
       initialised with them.
+    encoder_input: images [N, H, W, C] in [0, 1] -> what `model.encoder` reads (colorization: the L channel), for
+      code that runs the encoder on images itself (the random network's BatchNorm statistics); None: the images.
   """
 
   model: nn.Module
@@ -77,6 +80,7 @@ class Method:
   post_update: Callable | None = None
   per_epoch: "PerEpoch | None" = None
   extra_batch: dict = dataclasses.field(default_factory=dict)
+  encoder_input: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,6 +88,8 @@ class ResNet(nn.Module):
     zero_init_residual: each block's last BatchNorm scale starts at zero (else one).
     normalization: "batch" (BatchNorm) or "layer" (LayerNorm over each example's whole activation map, per-channel
       scale and offset: CPC v2's encoder, where BatchNorm would let the patches of an image share statistics).
+    pool: average the last stage's map into [N, feature_dim]; False returns the map [N, H / downsampling,
+      W / downsampling, feature_dim] (dense prediction: colorization). The parameters are the same either way.
   """
 
   depth: int = 50
@@ -98,6 +100,7 @@ class ResNet(nn.Module):
   conv_init: str = "he_fan_out"
   zero_init_residual: bool = True
   normalization: str = "batch"
+  pool: bool = True
 
   @property
   def downsampling(self) -> int:
@@ -131,7 +134,7 @@ class ResNet(nn.Module):
       for index in range(num_blocks):
         strides = 2 if stage > 0 and index == 0 else 1
         x = _Block(base * 2**stage, strides, block == "bottleneck", norm, conv, self.zero_init_residual)(x)
-    return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    return (jnp.mean(x, axis=(1, 2)) if self.pool else x).astype(jnp.float32)
 
 
 class MLPHead(nn.Module):
