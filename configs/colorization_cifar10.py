@@ -2,18 +2,23 @@ r"""Colorization (Zhang, Isola & Efros 2016) on CIFAR-10: the L channel in, a di
 (ssljax/methods/colorization.py), with a small-stem ResNet-18 trunk and the common evaluators.
 
   python -m ssljax.train --config configs/colorization_cifar10.py --workdir /tmp/ssljax/colorization_cifar10
+  python -m ssljax.train --config configs/colorization_cifar10.py:sample_photos --workdir /tmp/ssljax/colorize_photos
   python -m ssljax.train --config configs/colorization_cifar10.py:runlocal --workdir /tmp/ssljax/colorization_smoke
 
 Needs the tfds `cifar10` ArrayRecord files (prepare once: `pip install -e .[prepare]` and
 `python -m ssljax.prepare cifar10`); any colour dataset works through `--config.dataset.name` (a tfds name, or
 `npz` / `folder` with `--config.dataset.data_dir`). The embedded default (scikit-learn's digits) has no colour, so
-colorization has no digits config: there is nothing to predict from grayscale digits.
+colorization has no digits config: there is nothing to predict from grayscale digits. `:sample_photos` runs
+offline on crops of scikit-learn's two bundled colour photos (held-out right edges; ResNet-18 x0.5, 30 epochs):
+measured AuC 0.931 against 0.915 for grayscale in 11 min on 2 cores (benchmarks/RESULTS.md); its two classes
+(which photo) make the feature evaluators uninformative there.
 
 The paper's recipe where it carries over: ab bins of side 10, soft-encoding over the nearest bins with sigma 5,
-rebalancing with lambda 0.5 from the training set's colour distribution smoothed with sigma 5, annealed mean at
-T = 0.38, Adam (b1 0.9, b2 0.99) with weight decay 1e-3, horizontal flips and crops without colour
-augmentation. The learning rate (1e-3 x B/256, cosine) and budget (100 epochs, batch 256) are ours: the paper's
-3e-5 for 450k steps of batch 40 is for its VGG-style network without residual connections on ImageNet.
+rebalancing with lambda 0.5 from the training set's colour distribution smoothed with sigma 5, annealed mean at T =
+0.38, Adam (b1 0.9, b2 0.99) with weight decay 1e-3 (decoupled, AdamW's; the reference's Caffe solver adds it to the
+gradient), horizontal flips and crops without colour augmentation. The learning rate (1e-3 x B/256, cosine) and
+budget (100 epochs, batch 256) are ours: the paper's 3e-5 for 450k steps of batch 40 is for its VGG-style network
+without residual connections on ImageNet.
 
 Evaluation: `colorization` gives the paper's raw accuracy (AuC of the per-pixel ab error for thresholds 0 to 150;
 the paper: 89.5% on ImageNet against 89.1% for grayscale, its Table 1) and `colorization.png`; the feature

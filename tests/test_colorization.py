@@ -13,6 +13,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from configs import colorization_cifar10
 from ssljax import config_checks, data, experiment, losses, prepare
+from ssljax.augment import AugmentConfig
 from ssljax.config import ConfigError
 from ssljax.methods import BuildInfo, build_method
 from ssljax.methods import colorization as col
@@ -117,6 +118,50 @@ def test_rebalanced_cross_entropy_value_gradients_and_8_devices_equal_1(mesh8):
   np.testing.assert_allclose(sharded[1], grad, atol=1e-8)
 
 
+def test_the_loss_weights_each_location_by_its_bin_and_skips_gray_images():
+  """Two images of 2 x 2 target locations: a coloured one (every location at bin (30, -20)) and a gray one (|ab|
+  <= 5 everywhere). The loss is the rebalancing weight of (30, -20) times the cross-entropy of the coloured image's
+  locations, over all 8 locations; the gray image gets no gradient."""
+  bins = col.ab_bins(10)
+  target_bin = int(np.flatnonzero((bins == [30, -20]).all(-1))[0])
+  weights = np.linspace(0.5, 3.0, len(bins)).astype(np.float32)
+  ab = np.zeros((2, 2, 2, 2), np.float32)
+  ab[0] = [30.0, -20.0]
+  ab[1] = [4.0, -5.0]
+  logits = np.random.default_rng(3).normal(size=(2, 2, 2, len(bins))).astype(np.float32)
+  settings = colorization_cifar10.get_config().colorization
+
+  def loss_of(logits):
+    outputs = {"ab": jnp.asarray(ab), "logits": logits, "features": jnp.ones((2, 4))}
+    return col.colorization_loss(outputs, None, 0, jnp.asarray(bins), weights, settings)[0]
+
+  targets = np.asarray(col.soft_encode(jnp.asarray(ab[0]), bins, 10, 5.0))  # [2, 2, Q]
+  assert np.all(np.argmax(targets, -1) == target_bin)
+  log_softmax = logits[0] - np.log(np.exp(logits[0]).sum(-1, keepdims=True))
+  expected = weights[target_bin] * -np.sum(targets * log_softmax) / 8
+  value, grad = jax.jit(jax.value_and_grad(loss_of))(jnp.asarray(logits))
+  np.testing.assert_allclose(value, expected, rtol=1e-5)
+  assert np.any(np.asarray(grad)[0]) and not np.any(np.asarray(grad)[1])
+
+
+def test_targets_are_every_4th_pixel_and_predictions_return_to_them():
+  """make_inputs keeps the ab of pixels 0, 4, 8, ... (the reference's stride-4 subsampling); `upsample_ab` puts
+  each prediction back on that pixel, linear between them and constant after the last."""
+  view = colorization_cifar10.get_config("runlocal").augment.to_dict()
+  view.update(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0)
+  images = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
+
+  inputs = col.make_inputs(
+    {"image": images, "label": jnp.zeros(2, jnp.int32)}, jax.random.key(1), AugmentConfig(16, **view)
+  )
+  lab = np.asarray(col.rgb_to_lab(images))
+  np.testing.assert_allclose(inputs["ab"], lab[:, ::4, ::4, 1:], atol=1e-3)
+  np.testing.assert_allclose(inputs["image"], (lab[..., :1] - 50) / 50, atol=1e-4)
+  ramp = jnp.broadcast_to(jnp.arange(4.0)[None, :, None, None] * 10, (1, 4, 4, 2))  # 0, 10, 20, 30 down the rows.
+  up = np.asarray(col.upsample_ab(ramp, 16))[0, :, 0, 0]
+  np.testing.assert_allclose(up, [0, 2.5, 5, 7.5, 10, 12.5, 15, 17.5, 20, 22.5, 25, 27.5, 30, 30, 30, 30], atol=1e-5)
+
+
 def _config(data_dir, *overrides):
   config = colorization_cifar10.get_config("runlocal,train_only")
   config.dataset.update(name=tiny_tfds.COLOURS_NAME, data_dir=str(data_dir), image_size=tiny_tfds.COLOURS_SIDE)
@@ -172,7 +217,10 @@ def test_bad_settings_are_one_line_errors_naming_the_key(override, message):
 def test_evaluators_that_train_the_encoder_on_rgb_are_refused():
   config = colorization_cifar10.get_config("runlocal")
   config.evals.finetune = dict(type="finetune")
-  with pytest.raises(ConfigError, match="config.evals.finetune: finetune trains the encoder on RGB images"):
+  with pytest.raises(
+    ConfigError,
+    match="config.evals.finetune: finetune trains the encoder on images as config.model builds it; a colorizer's",
+  ):
     build_method(config, BuildInfo(10))
 
 

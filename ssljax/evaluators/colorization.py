@@ -31,7 +31,7 @@ def run(context, num_images: int = 16) -> dict:
     lab = rgb_to_lab(images)
     logits = context.model.apply(variables, images, method="colorize")
     ab = upsample_ab(annealed_mean(logits, bins, settings.temperature), images.shape[1])
-    counted = jnp.broadcast_to((jnp.arange(images.shape[0]) < valid)[:, None, None], images.shape[:3]) * 1.0
+    counted = jnp.broadcast_to((jnp.arange(images.shape[0]) < valid)[:, None, None], images.shape[:3]).astype(jnp.int32)
 
     def within(error):  # [T]: valid pixels whose error is at most each threshold t (error <= t iff ceil(error) <= t).
       ceiling = jnp.minimum(jnp.ceil(jnp.linalg.norm(error, axis=-1)), THRESHOLDS).astype(jnp.int32)

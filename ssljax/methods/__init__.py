@@ -142,6 +142,20 @@ def check_crops_for_assign(assign: tuple, num_crops: int, key: str):
     raise ConfigError(f"{key}: {assign} must be distinct crops among the {num_crops}")
 
 
+ENCODER_TRAINING_EVALUATORS = ("linear_eval", "finetune", "lora_finetune", "self_training")
+
+
+def refuse_encoder_training(config, why: str):
+  """A ConfigError naming the first entry of config.evals that trains `config.model` on images (the supervised step
+  of fine-tuning, linear evaluation on augmented inputs), for a method whose encoder is not that: `why`."""
+  for name, evaluator in config.get("evals", {}).items():
+    if evaluator.type in ENCODER_TRAINING_EVALUATORS:
+      raise ConfigError(
+        f"config.evals.{name}: {evaluator.type} trains the encoder on images as config.model builds it; {why} (its"
+        " features: linear_probe, knn, fewshot, embedding_plot)"
+      )
+
+
 def check_divisible(value: int, by: int, key: str, what: str):
   if value % by:
     raise ConfigError(f"{key}: {value} is not a multiple of {what} {by}")

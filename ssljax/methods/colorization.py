@@ -11,12 +11,15 @@ As the reference (richzhang/colorization, `colorization_train_val_v2.prototxt` a
 - targets are soft-encoded over the `neighbours` nearest bins with a Gaussian kernel (sigma 5; the paper's text says
   5 neighbours, its code 10);
 - each location is weighted by the rebalancing factor of its target's most likely bin, zero for images whose ab
-  never exceeds `gray_threshold` (the reference's non-gray mask).
+  never exceeds `gray_threshold` (the reference's non-gray mask). The reference applies the weights to the gradient
+  only; here they weight the loss (the same gradient), so the logged loss is the weighted one, averaged over all
+  locations (the gradient is the reference's up to a constant, which Adam ignores).
 
 Differences: the trunk is the ResNet every method here trains (its last stage's map, stride 8 with the small stem,
-upsampled by the head to a quarter); the bins are the ab cells of side `grid` that some 8-bit sRGB colour falls in
-(261 for grid 10: the paper's 313 come from its own gamut file); the empirical distribution is counted on
-`prior_images` training images drawn by a fixed seed (the paper: all of ImageNet).
+upsampled by the head to a quarter; the reference's head reads a BatchNorm'd map, ours the last residual block's);
+the bins are the ab cells of side `grid` that some 8-bit sRGB colour falls in (261 for grid 10: the paper's 313 come
+from its own gamut file); the empirical distribution is counted on `prior_images` training images drawn by a fixed
+seed (the paper: all of ImageNet).
 """
 
 import functools
@@ -29,7 +32,7 @@ import numpy as np
 from ssljax import augment, losses, models
 from ssljax.config import ConfigError
 from ssljax.config_checks import NUMBER
-from ssljax.methods import Method
+from ssljax.methods import Method, refuse_encoder_training
 
 SCHEMA = {
   "grid": int,  # Side of an ab bin (the paper: 10).
@@ -42,7 +45,7 @@ SCHEMA = {
   "temperature": NUMBER,  # The annealed mean's T (pictures and the colorization evaluator).
   "head_width": int,
 }
-RGB_TRAINING_EVALUATORS = ("linear_eval", "finetune", "lora_finetune", "self_training")
+HIGHEST = jax.lax.Precision.HIGHEST  # Colour conversions in full float32 (no TF32 / bf16 passes on accelerators).
 SUBSAMPLE = 4  # Predictions and targets at a quarter of the input's side.
 _WHITE = np.array([0.95047, 1.0, 1.08883], np.float32)  # D65.
 _RGB_TO_XYZ = np.array(
@@ -61,7 +64,7 @@ def _lab_f(t, xp=jnp):
 def rgb_to_lab(rgb: jax.Array) -> jax.Array:
   """sRGB in [0, 1] [..., 3] -> CIE Lab [..., 3] (D65 white, as scikit-image's `rgb2lab`, which the reference uses):
   L in [0, 100], a and b roughly in [-110, 110]."""
-  xyz = (_to_linear(rgb) @ _RGB_TO_XYZ.T) / _WHITE
+  xyz = jnp.matmul(_to_linear(rgb), _RGB_TO_XYZ.T, precision=HIGHEST) / _WHITE
   f = _lab_f(xyz)
   return jnp.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
 
@@ -71,7 +74,7 @@ def lab_to_rgb(lab: jax.Array) -> jax.Array:
   fy = (lab[..., 0] + 16) / 116
   f = jnp.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
   xyz = jnp.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE
-  linear = jnp.clip(xyz @ np.linalg.inv(_RGB_TO_XYZ).T.astype(np.float32), 0.0, 1.0)
+  linear = jnp.clip(jnp.matmul(xyz, np.linalg.inv(_RGB_TO_XYZ).T.astype(np.float32), precision=HIGHEST), 0.0, 1.0)
   return jnp.where(linear > 0.0031308, 1.055 * linear ** (1 / 2.4) - 0.055, 12.92 * linear)
 
 
@@ -94,14 +97,13 @@ def ab_bins(grid: int) -> np.ndarray:
 
 def soft_encode(ab: jax.Array, bins: jax.Array, neighbours: int, sigma: float) -> jax.Array:
   """ab [..., 2] -> [..., Q]: weights exp(-d^2 / (2 sigma^2)) on the `neighbours` nearest bins (d: the distance to
-  each), normalised to sum to 1, zero elsewhere (the reference's `NNEncode`; ties go to the lower bin index)."""
+  each), normalised to sum to 1, zero elsewhere (the reference's `NNEncode`). Dense over the bins (no scatter, so a
+  batch-sharded input stays sharded); bins tied with the `neighbours`-th nearest are all kept (a gray pixel with 10
+  neighbours keeps 13: the 4 at distance 20 weigh e^-8 each)."""
   squared = jnp.sum(jnp.square(ab[..., None, :] - bins), axis=-1)  # [..., Q]
-  neg_nearest, index = jax.lax.top_k(-squared, neighbours)
-  kernel = jax.nn.softmax(neg_nearest / (2 * sigma**2), axis=-1)  # = exp(-d^2 / 2 sigma^2), normalised.
-  flat_kernel, flat_index = kernel.reshape(-1, neighbours), index.reshape(-1, neighbours)
-  rows = jnp.arange(flat_index.shape[0])[:, None]
-  encoded = jnp.zeros((flat_index.shape[0], bins.shape[0]), kernel.dtype).at[rows, flat_index].set(flat_kernel)
-  return encoded.reshape(*ab.shape[:-1], bins.shape[0])
+  kth = -jax.lax.top_k(-squared, neighbours)[0][..., -1:]
+  kernel = jnp.where(squared <= kth, jnp.exp(-(squared - jnp.min(squared, -1, keepdims=True)) / (2 * sigma**2)), 0.0)
+  return kernel / jnp.sum(kernel, axis=-1, keepdims=True)
 
 
 def nearest_bin(ab: jax.Array, bins: jax.Array) -> jax.Array:
@@ -115,7 +117,9 @@ def rebalancing_weights(
   """Zhang et al.'s class rebalancing. counts [Q]: how often each bin is the nearest to a training pixel.
 
   Returns (p [Q]: the empirical distribution, smoothed by a Gaussian of std `prior_sigma` over the bin centres
-  and renormalised; w [Q]: ((1 - lambda) p + lambda / Q)^-1 scaled so that sum(p w) = 1), lambda = uniform_mix."""
+  and renormalised; w [Q]: ((1 - lambda) p + lambda / Q)^-1 scaled so that sum(p w) = 1), lambda = uniform_mix. The
+  paper's lambda / Q over every bin: the reference's `PriorFactor` spreads lambda over the bins with p > 0 only,
+  the same once p is smoothed, but unsmoothed it would give a bin missing from the counted images weight 0."""
   p = np.asarray(counts, np.float64) / max(np.sum(counts), 1)
   if prior_sigma > 0:
     squared = np.sum(np.square(bins[:, None, :].astype(np.float64) - bins[None, :, :]), axis=-1)
@@ -150,7 +154,8 @@ def upsample_ab(ab: jax.Array, size: int) -> jax.Array:
   samples = ab.shape[1]
   position = np.minimum(np.arange(size) / SUBSAMPLE, samples - 1)
   weights = np.stack([np.interp(position, np.arange(samples), unit) for unit in np.eye(samples)], -1)  # [S, S/4]
-  return jnp.einsum("ps,nstc,qt->npqc", weights.astype(np.float32), ab, weights.astype(np.float32))
+  weights = weights.astype(np.float32)
+  return jnp.einsum("ps,nstc,qt->npqc", weights, ab, weights, precision=HIGHEST)
 
 
 def centred_lightness(lab: jax.Array) -> jax.Array:
@@ -218,7 +223,8 @@ def colorization_loss(outputs, batch, step, bins, weights, settings):
   colourful = jnp.any(jnp.abs(ab) > settings.gray_threshold, axis=(1, 2, 3))  # [N]: the non-gray mask.
   location_weights = jnp.asarray(weights, jnp.float32)[jnp.argmax(targets, -1)] * colourful[:, None, None]
   loss = losses.rebalanced_cross_entropy(outputs["logits"], targets, location_weights)
-  accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == jnp.argmax(targets, -1))
+  hits = jnp.mean(jnp.argmax(outputs["logits"], -1) == jnp.argmax(targets, -1), axis=(1, 2))  # [N]
+  accuracy = jnp.sum(hits * colourful) / jnp.maximum(jnp.sum(colourful), 1)  # Over the images the loss counts.
   metrics = {"bin_accuracy": accuracy, "colourful_images": jnp.mean(colourful)}
   return loss, {**metrics, "embedding_std": losses.embedding_std(outputs["features"])}
 
@@ -251,15 +257,10 @@ def check_settings(config):
     )
   if config.model.name != "resnet":
     raise ConfigError(f"config.model.name: colorization predicts from a ResNet's feature map, not {config.model.name}")
-  for key in ("jitter_prob", "grayscale_prob"):
+  for key in ("jitter_prob", "grayscale_prob", "solarize_prob"):
     if config.augment.get(key, 0.0):
       raise ConfigError(f"config.augment.{key}: {config.augment[key]} would change the colours colorization predicts")
-  for name, evaluator in config.get("evals", {}).items():
-    if evaluator.type in RGB_TRAINING_EVALUATORS:
-      raise ConfigError(
-        f"config.evals.{name}: {evaluator.type} trains the encoder on RGB images, a colorizer's reads L alone (its "
-        "features: linear_probe, knn, fewshot, embedding_plot)"
-      )
+  refuse_encoder_training(config, "a colorizer's encoder reads L alone")
 
 
 def build(config, info) -> Method:
