@@ -156,6 +156,13 @@ EVALUATOR = ByName(
     },
     "inpainting": {**_EVERY, "num_images": Optional(int), "seed": Optional(int)},
     "colorization": {**_EVERY, "num_images": Optional(int)},
+    "likelihood": {**_EVERY},
+    "pixelcnn_samples": {
+      **_EVERY,
+      "num_images": Optional(int),
+      "temperature": Optional(NUMBER),
+      "seed": Optional(int),
+    },
     "autoencoder_pictures": {
       **_EVERY,
       "num_images": Optional(int),
@@ -505,6 +512,8 @@ def validate(config):
       raise ConfigError(f"config.evals.{name}: inpainting needs method 'context_encoder', not {config.method!r}")
     if eval_config.type == "colorization" and config.method != "colorization":
       raise ConfigError(f"config.evals.{name}: colorization needs method 'colorization', not {config.method!r}")
+    if eval_config.type in ("likelihood", "pixelcnn_samples") and config.method != "pixelcnn":
+      raise ConfigError(f"config.evals.{name}: {eval_config.type} needs method 'pixelcnn', not {config.method!r}")
     if eval_config.type == "zero_shot" and config.get("text") is None:
       raise ConfigError(
         f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"
@@ -534,7 +543,7 @@ def validate(config):
       _probability(eval_config.get("top_fraction", 1.0), f"config.evals.{name}.top_fraction")
       if any(not isinstance(c, NUMBER) or not 0 < c <= 1 for c in eval_config.get("crops", (1.0,))):
         raise ConfigError(f"config.evals.{name}.crops: {eval_config.crops!r} must be fractions of the side in (0, 1]")
-    if eval_config.type in ("autoencoder_pictures", "inpainting", "colorization"):
+    if eval_config.type in ("autoencoder_pictures", "inpainting", "colorization", "pixelcnn_samples"):
       for key, minimum in (("num_images", 1), ("steps", 2), ("traversal_dims", 1), ("max_points", 10)):
         if key in eval_config:
           _positive(config, f"evals.{name}.{key}", minimum=minimum)

@@ -65,6 +65,9 @@ class WithOnlineProbe(nn.Module):
   def colorize(self, images):
     return self.model.colorize(images)
 
+  def pixel_logits(self, images, labels, low_res=None):
+    return self.model.pixel_logits(images, labels, low_res)
+
 
 def encoder_variables(variables: dict) -> dict:
   """The encoder's part ({collection: subtree}) of the variables of a method's model, with or without the online

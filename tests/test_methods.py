@@ -1,8 +1,8 @@
 """Methods with a teacher, a queue, a centre, prototypes or a memory bank (BYOL, SimSiam, MoCo v2/v3, DINO, Barlow
 Twins, VICReg, SwAV, DeepCluster-v2), text beside the images (CLIP, SigLIP), text alone (GPT, BERT, word2vec),
 a pretext task's parts and labels (rotation, jigsaw, context prediction), an auto-encoder (the CVAE), a context
-encoder's holes, CPC's patch grid or a colorizer's Lab targets, on the one train step: the risks of docs'
-method-state table, each a test. One compiled trainer per method and mesh is shared by every test."""
+encoder's holes, CPC's patch grid, a colorizer's Lab targets or a PixelCNN's sub-pixels, on the one train step: the
+risks of docs' method-state table, each a test. One compiled trainer per method and mesh is shared by every test."""
 
 import dataclasses
 import functools
@@ -45,8 +45,12 @@ METHODS = (
   "context_encoder",
   "cpc",
   "colorization",
+  "pixelcnn",
 )
-VARIANTS = {"autoencoder": "cvae"}  # The variant that exercises the most: sampled latents and the class.
+VARIANTS = {
+  "autoencoder": "cvae",
+  "pixelcnn": "conditional",
+}  # The variant that exercises the most: sampled latents and the class.
 TEXT_METHODS = ("gpt", "bert", "word2vec")
 TEACHER_METHODS = ("byol", "moco_v2", "moco_v3", "dino")
 TAU = 0.9
@@ -56,7 +60,16 @@ STEPS = 3
 # Issue 24's methods run these tests under `pytest -m slow` only: the default run must stay within CI's 30 minutes
 # (their labels, grids, losses and pictures are tested in the default run: tests/test_pretext.py,
 # tests/test_autoencoder.py, tests/test_context_encoder.py, tests/test_cpc.py).
-SLOW_METHODS = ("rotation", "jigsaw", "context_prediction", "autoencoder", "context_encoder", "cpc", "colorization")
+SLOW_METHODS = (
+  "rotation",
+  "jigsaw",
+  "context_prediction",
+  "autoencoder",
+  "context_encoder",
+  "cpc",
+  "colorization",
+  "pixelcnn",
+)
 
 
 def same_worker(names):
@@ -83,7 +96,7 @@ def method_config(name: str, arg: str = "runlocal,train_only"):
   for key in ("momentum", "final_momentum"):
     if key in config.get(name, {}):  # Methods with a teacher.
       config[name][key] = TAU
-  if name in ("clip", "siglip", "autoencoder", "context_encoder", "cpc", "colorization", *TEXT_METHODS):
+  if name in ("clip", "siglip", "autoencoder", "context_encoder", "cpc", "colorization", "pixelcnn", *TEXT_METHODS):
     # AdamW turns gradients that are exactly 0 up to float noise (a ViT's attention key biases: softmax ignores
     # them) into +-lr steps whose sign differs between meshes; the meshes are compared under SGD (docs' table).
     config.optimizer = dict(

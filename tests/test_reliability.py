@@ -105,6 +105,7 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "context_encoder",
         "cpc",
         "colorization",
+        "pixelcnn",
       )
     ),
   ],
