@@ -1,7 +1,8 @@
 r"""Gated PixelCNN (van den Oord et al. 2016) on scikit-learn's digits: the embedded default's data (16 px, 256
 levels per pixel), budget (100 epochs, batch 256) and feature evaluators, and the model's own: held-out bits per
 dimension against the uniform distribution and a per-pixel independent model (`likelihood`), and samples
-(`pixelcnn_samples.png`). `:conditional` conditions every gate on the class (rows of samples by class).
+(`pixelcnn_samples.png`). `:conditional` conditions every gate on the class (rows of samples by class; no online
+probe: the training features see the label); `:super_resolution` on the image averaged over 4 x 4 blocks.
 
   python -m ssljax.train --config configs/pixelcnn_digits.py --workdir /tmp/ssljax/pixelcnn_digits
   python -m ssljax.train --config configs/pixelcnn_digits.py:conditional --workdir /tmp/ssljax/pixelcnn_cond
@@ -33,6 +34,8 @@ def get_config(arg: str = ""):
   config.optimizer = dict(
     name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=0.0, warmup_steps=0, b1=0.9, b2=0.999
   )
+  if "conditional" in args:  # Its features see the label: the online probe would read it back.
+    config.online_probe = False
   if "train_only" not in args:
     evals = {k: v for k, v in config.evals.to_dict().items() if k in ("linear", "knn", "fewshot")}
     config.evals = dict(

@@ -514,6 +514,8 @@ def validate(config):
       raise ConfigError(f"config.evals.{name}: colorization needs method 'colorization', not {config.method!r}")
     if eval_config.type in ("likelihood", "pixelcnn_samples") and config.method != "pixelcnn":
       raise ConfigError(f"config.evals.{name}: {eval_config.type} needs method 'pixelcnn', not {config.method!r}")
+    if eval_config.type == "pixelcnn_samples" and not eval_config.get("temperature", 1.0) > 0:
+      raise ConfigError(f"config.evals.{name}.temperature: {eval_config.temperature} must be above 0")
     if eval_config.type == "zero_shot" and config.get("text") is None:
       raise ConfigError(
         f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"

@@ -1,6 +1,7 @@
 """Samples of an autoregressive image model (PixelCNN), drawn sub-pixel by sub-pixel, as a PNG grid in the workdir
 (and TensorBoard): one row per class for a class-conditional model, else `num_images` samples; a super-resolution
-model samples from the first test images' low-resolution copies, shown as (low resolution | sample | original)."""
+model samples from the first test images' low-resolution copies, shown as (low resolution | sample | original).
+A conditional model draws num_images // num_classes per class, at least one."""
 
 import jax
 import jax.numpy as jnp

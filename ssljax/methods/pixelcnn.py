@@ -56,11 +56,15 @@ class PixelCNN(nn.Module):
     return self.encoder(images, self._labels(labels), low_res)[0]
 
   def encode(self, images):
-    """The last horizontal stack averaged over the image; a conditional model gets no class (a zero condition):
-    evaluation must not read the test labels."""
-    labels = jnp.full(images.shape[:1], -1) if self.encoder.num_classes else None  # one_hot(-1) = 0.
+    """The last horizontal stack averaged over the image; a conditional model's averaged over every class as well
+    (one pass per class: evaluation must not read the test labels, and a zero condition was never trained)."""
     values = quantize(images)
-    return jnp.mean(self.encoder(values, labels, low_res_of(values, self.encoder.low_res_factor))[1], axis=(1, 2))
+    low_res = low_res_of(values, self.encoder.low_res_factor)
+    classes = range(self.encoder.num_classes) if self.encoder.num_classes else [None]
+    per_class = [
+      self.encoder(values, None if y is None else jnp.full(images.shape[:1], y), low_res)[1] for y in classes
+    ]
+    return jnp.mean(jnp.stack(per_class), axis=(0, 2, 3))
 
 
 def make_inputs(batch, key, factor: int):

@@ -3,8 +3,13 @@ stack that sees the rows above and a horizontal stack that sees the pixels to th
 every earlier pixel in raster order, without the original PixelCNN's blind spot), gated activations
 tanh(a) * sigmoid(b), residual connections on the horizontal stack, an optional class-conditional bias in every
 gate, and a 256-way softmax per sub-pixel. With `low_res_factor` every gate also reads a low-resolution copy of
-the image (1 x 1 convolutions of it, upsampled to the pixels): p(x | the image downsampled), the super-resolution
-PixelCNN the lectures show (the paper's location-dependent conditioning, V * s).
+the image: p(x | the image downsampled), the super-resolution PixelCNN the lectures show. The paper maps its
+conditioning image through a learned network; here each gate reads the block means by a 1 x 1 map after
+nearest-neighbour upsampling (a pixel sees its own block only, through the condition).
+
+Differences from the paper: the first (mask A) layer has no residual connection (its input is the image); its
+vertical stack with the 7 x 7 kernel reads 4 rows above (a literal masked 7 x 7 reads 3); the two output layers
+are `features` wide; masked kernels start from LeCun normal over their full fan-in (the masked-out part is zero).
 
 Causality. Output (i, j, c) may read input pixels (i', j') before (i, j) in raster order, and at (i, j) itself
 only the channels before c (R, then G, then B). The vertical stack's output at row i reads rows <= i; it reaches the
