@@ -98,11 +98,13 @@ def test_one_layer_reads_the_current_pixel_as_its_mask_says(mask_type, features)
 def test_the_loss_is_the_mean_nll_and_bits_per_dim():
   targets = jnp.array([[[[0], [255]]]], jnp.int32)
   outputs = {"logits": jnp.zeros((1, 1, 2, 1, 256)), "targets": targets, "features": jnp.ones((1, 4))}
-  loss, metrics = pixelcnn.pixelcnn_loss(outputs, None, 0)
+  batch = {"image": jnp.zeros((1, 1, 2, 1))}
+  loss, metrics = pixelcnn.pixelcnn_loss(outputs, batch, 0)
   np.testing.assert_allclose(loss, np.log(256), rtol=1e-6)
   np.testing.assert_allclose(metrics["bits_per_dim"], 8.0, rtol=1e-6)  # Uniform: 8 bits.
   sure = outputs | {"logits": jax.nn.one_hot(targets, 256) * 50.0}
-  assert float(pixelcnn.pixelcnn_loss(sure, None, 0)[0]) < 1e-10
+  assert float(pixelcnn.pixelcnn_loss(sure, batch, 0)[0]) < 1e-10
+  assert np.isnan(pixelcnn.pixelcnn_loss(outputs, {"image": batch["image"].at[0, 0, 1, 0].set(jnp.nan)}, 0)[0])
   np.testing.assert_array_equal(pixelcnn.quantize(jnp.array([0.0, 0.5, 1.0, 1.2])), [0, 128, 255, 255])
 
 

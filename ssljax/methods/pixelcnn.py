@@ -75,8 +75,11 @@ def make_inputs(batch, key, factor: int):
 
 
 def pixelcnn_loss(outputs, batch, step):
-  del batch, step
+  """The mean NLL per sub-pixel (nats); NaN when the batch held a non-finite pixel, which quantising would have
+  hidden (the shared step then skips the update, as for every method)."""
+  del step
   nll = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(outputs["logits"], outputs["targets"]))
+  nll = jnp.where(jnp.all(jnp.isfinite(batch["image"])), nll, jnp.nan)
   return nll, {"bits_per_dim": nll / np.log(2.0), "embedding_std": losses.embedding_std(outputs["features"])}
 
 
