@@ -27,9 +27,7 @@ evaluators read the trunk on L alone (as the paper's linear classification on fr
 the trunk was trained on L. Not yet measured on CIFAR-10 here (no network on this machine).
 """
 
-from ml_collections import config_dict
-
-from configs import simclr_digits
+from configs import simclr_cifar10, simclr_digits
 
 
 def get_config(arg: str = ""):
@@ -37,17 +35,7 @@ def get_config(arg: str = ""):
   config = simclr_digits.get_config(",".join(a for a in args if a != "runlocal"))
   del config["simclr"]
   config.method = "colorization"
-  config.dataset = dict(
-    name="cifar10",
-    train_split="train",
-    test_split="test",
-    image_size=32,
-    channels=3,
-    data_dir=config_dict.placeholder(str),
-    skip_bad_files=False,
-    center_crop=1.0,
-    host_crops=False,
-  )
+  config.dataset = simclr_cifar10.get_config().dataset  # tfds cifar10, 32 px RGB.
   config.model = dict(name="resnet", depth=18, width=1.0, small_stem=True)
   config.colorization = dict(
     grid=10,

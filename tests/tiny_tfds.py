@@ -18,10 +18,11 @@ NUM_CLASSES = 10  # As digits: a run on it compiles the same step as the digits 
 
 class SsljaxTinyImages(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
+  SHAPE = (SIDE, SIDE, 1)
 
   def _info(self):
     features = {
-      "image": tfds.features.Tensor(shape=(SIDE, SIDE, 1), dtype=np.uint8),
+      "image": tfds.features.Tensor(shape=self.SHAPE, dtype=np.uint8),
       "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
     }
     return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
@@ -94,22 +95,11 @@ def colour_of_lightness(t: np.ndarray) -> np.ndarray:
   return dark + t[..., None] * (bright - dark)
 
 
-class SsljaxTinyColours(tfds.core.GeneratorBasedBuilder):
+class SsljaxTinyColours(SsljaxTinyImages):
   """Colour images of smooth random blobs (a 4 x 4 grid of random levels, upsampled bilinearly), coloured by
   `colour_of_lightness`; labels by index, as digits' 10 classes."""
 
-  VERSION = tfds.core.Version("1.0.0")
-
-  def _info(self):
-    features = {
-      "image": tfds.features.Tensor(shape=(COLOURS_SIDE, COLOURS_SIDE, 3), dtype=np.uint8),
-      "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-    }
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {split: self._generate_examples(count, seed) for seed, (split, count) in enumerate(SPLITS.items())}
+  SHAPE = (COLOURS_SIDE, COLOURS_SIDE, 3)
 
   def _generate_examples(self, count: int, seed: int):
     rng = np.random.default_rng(seed)
