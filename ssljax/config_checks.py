@@ -163,6 +163,7 @@ EVALUATOR = ByName(
       "temperature": Optional(NUMBER),
       "seed": Optional(int),
     },
+    "gan_samples": {**_EVERY, "num_images": Optional(int), "num_scored": Optional(int), "seed": Optional(int)},
     "autoencoder_pictures": {
       **_EVERY,
       "num_images": Optional(int),
@@ -516,6 +517,8 @@ def validate(config):
       raise ConfigError(f"config.evals.{name}: {eval_config.type} needs method 'pixelcnn', not {config.method!r}")
     if eval_config.type == "pixelcnn_samples" and not eval_config.get("temperature", 1.0) > 0:
       raise ConfigError(f"config.evals.{name}.temperature: {eval_config.temperature} must be above 0")
+    if eval_config.type == "gan_samples" and config.method != "gan":
+      raise ConfigError(f"config.evals.{name}: gan_samples needs method 'gan', not {config.method!r}")
     if eval_config.type == "zero_shot" and config.get("text") is None:
       raise ConfigError(
         f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"
@@ -545,8 +548,14 @@ def validate(config):
       _probability(eval_config.get("top_fraction", 1.0), f"config.evals.{name}.top_fraction")
       if any(not isinstance(c, NUMBER) or not 0 < c <= 1 for c in eval_config.get("crops", (1.0,))):
         raise ConfigError(f"config.evals.{name}.crops: {eval_config.crops!r} must be fractions of the side in (0, 1]")
-    if eval_config.type in ("autoencoder_pictures", "inpainting", "colorization", "pixelcnn_samples"):
-      for key, minimum in (("num_images", 1), ("steps", 2), ("traversal_dims", 1), ("max_points", 10)):
+    if eval_config.type in ("autoencoder_pictures", "inpainting", "colorization", "pixelcnn_samples", "gan_samples"):
+      for key, minimum in (
+        ("num_images", 1),
+        ("num_scored", 1),
+        ("steps", 2),
+        ("traversal_dims", 1),
+        ("max_points", 10),
+      ):
         if key in eval_config:
           _positive(config, f"evals.{name}.{key}", minimum=minimum)
     if eval_config.type == "linear_eval":

@@ -218,7 +218,8 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
         steps_per_sec = (done - last_log[0]) / (time.perf_counter() - last_log[1])
         last_log = (done, time.perf_counter())
         writer.write(done, {**metrics, "steps_per_sec": steps_per_sec})
-        progress.set_postfix({k: f"{metrics[k]:.4f}" for k in ("loss", "probe_accuracy") if k in metrics})
+        shown = [k for k in metrics if k in ("loss", "probe_accuracy") or k.endswith("/loss")]  # "/": a player's.
+        progress.set_postfix({k: f"{metrics[k]:.4f}" for k in shown})
       if preemption.reached():
         if done not in manager.all_steps():
           checkpoint.save(manager, state, force=True)

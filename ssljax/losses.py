@@ -723,3 +723,36 @@ def skipgram_negative_sampling_loss(positive_logits, negative_logits, pair_weigh
   negatives = jnp.sum(jax.nn.log_sigmoid(-negative_logits.astype(jnp.float32)) * negative_weights, axis=-1)
   per_pair = -(jax.nn.log_sigmoid(positive_logits.astype(jnp.float32)) + negatives)
   return jnp.sum(per_pair * pair_weights) / jnp.maximum(jnp.sum(pair_weights), 1.0)
+
+
+GAN_OBJECTIVES = ("non_saturating", "hinge", "least_squares")
+
+
+def gan_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array, objective: str) -> jax.Array:
+  """The discriminator's loss on its raw outputs for real [N] and generated [M] images, each averaged over its batch:
+  - "non_saturating" (Goodfellow et al. 2014, DCGAN): BCE(D(x), 1) + BCE(D(G(z)), 0) on logits, as the PyTorch
+    DCGAN example's errD_real + errD_fake: mean softplus(-r) + mean softplus(f);
+  - "hinge" (Lim & Ye 2017; SN-GAN, BigGAN): mean relu(1 - r) + mean relu(1 + f);
+  - "least_squares" (LSGAN, Mao et al. 2017, with CycleGAN's scaling): (mean (r - 1)^2 + mean f^2) / 2."""
+  real, fake = real_logits.astype(jnp.float32), fake_logits.astype(jnp.float32)
+  if objective == "non_saturating":
+    return jnp.mean(jax.nn.softplus(-real)) + jnp.mean(jax.nn.softplus(fake))
+  if objective == "hinge":
+    return jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake))
+  if objective == "least_squares":
+    return (jnp.mean(jnp.square(real - 1.0)) + jnp.mean(jnp.square(fake))) / 2.0
+  raise ValueError(f"gan objective: unknown {objective!r} ({', '.join(GAN_OBJECTIVES)})")
+
+
+def gan_generator_loss(fake_logits: jax.Array, objective: str) -> jax.Array:
+  """The generator's loss on the discriminator's raw outputs for its images [M]: "non_saturating" maximises
+  log D(G(z)) (BCE(D(G(z)), 1) = mean softplus(-f), the DCGAN example's errG), "hinge" mean -f, "least_squares"
+  mean (f - 1)^2 (CycleGAN's)."""
+  fake = fake_logits.astype(jnp.float32)
+  if objective == "non_saturating":
+    return jnp.mean(jax.nn.softplus(-fake))
+  if objective == "hinge":
+    return -jnp.mean(fake)
+  if objective == "least_squares":
+    return jnp.mean(jnp.square(fake - 1.0))
+  raise ValueError(f"gan objective: unknown {objective!r} ({', '.join(GAN_OBJECTIVES)})")

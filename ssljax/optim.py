@@ -13,6 +13,7 @@ LARS: 0.2 for the weights, 0.0048 for them).
 `layer_decay` < 1 scales a ViT's learning rate by layer_decay^(L + 1 - layer) (BEiT/MAE layer-wise decay).
 """
 
+import dataclasses
 import functools
 import math
 import re
@@ -102,6 +103,30 @@ def make_optimizer(config, batch_size: int, total_steps: int, groups: dict | Non
     return jax.tree_util.tree_map_with_path(label, params)
 
   return optax.multi_transform(transforms, labels), schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class PlayerOptimizers:
+  """The optimizers of a multi-player method (`ssljax.methods.Player`): each player's optax transformation over
+  its own parameter subtree. The optimizer state is {player name: its transformation's state}, so that one
+  player's update leaves the others' moments and counts untouched."""
+
+  optimizers: dict  # player name -> (parameter subtree, optax transformation)
+
+  def init(self, params):
+    return {name: tx.init(params[subtree]) for name, (subtree, tx) in self.optimizers.items()}
+
+
+def make_player_optimizers(config, players, batch_size: int, total_steps: int, steps_per_epoch: float = 1.0):
+  """(PlayerOptimizers, the first player's learning-rate schedule): `config.optimizer` for each player, with the
+  player's `optimizer` overrides."""
+  optimizers, schedules = {}, []
+  for player in players:
+    opt = {**dict(config.optimizer), **player.optimizer}
+    tx, schedule = _single_optimizer(opt, batch_size, total_steps, steps_per_epoch)
+    optimizers[player.name] = (player.subtree, tx)
+    schedules.append(schedule)
+  return PlayerOptimizers(optimizers), schedules[0]
 
 
 NORM_AND_BIAS = "norm_and_bias"  # The group of `config.optimizer.norm_and_bias_base_lr`.

@@ -21,6 +21,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from ssljax.config import ConfigError
+from ssljax.optim import PlayerOptimizers
 
 DEFAULT_MESH = (("data", -1), ("fsdp", 1), ("model", 1))
 MESH_AXES = ("data", "fsdp", "model")
@@ -94,7 +95,9 @@ def buffer_spec(shape, logical_names, mesh) -> PartitionSpec:
   )
 
 
-def state_sharding(state_shapes, logical_params, tx: optax.GradientTransformation, mesh, logical_state=None):
+def state_sharding(
+  state_shapes, logical_params, tx: optax.GradientTransformation | PlayerOptimizers, mesh, logical_state=None
+):
   """NamedShardings for a TrainState: parameters and their optimizer state by `param_spec`, buffers by
   `buffer_spec`, the rest replicated.
 
@@ -106,15 +109,25 @@ def state_sharding(state_shapes, logical_params, tx: optax.GradientTransformatio
     return NamedSharding(mesh, param_spec(shape.shape, tuple(names), mesh))
 
   params = jax.tree.map(spec, state_shapes.params, logical_params)
-  opt_state = optax.tree_map_params(
-    tx,
-    # Optimizer groups (optax.multi_transform) hold MaskedNode placeholders for the other groups' parameters.
-    lambda leaf, sharding: leaf if isinstance(leaf, optax.MaskedNode) else sharding,
-    state_shapes.opt_state,
-    params,
-    transform_non_params=lambda _: replicated(mesh),
-    is_leaf=lambda x: isinstance(x, NamedSharding | optax.MaskedNode),
-  )
+
+  def optimizer_state(tx, opt_state, params):
+    return optax.tree_map_params(
+      tx,
+      # Optimizer groups (optax.multi_transform) hold MaskedNode placeholders for the other groups' parameters.
+      lambda leaf, sharding: leaf if isinstance(leaf, optax.MaskedNode) else sharding,
+      opt_state,
+      params,
+      transform_non_params=lambda _: replicated(mesh),
+      is_leaf=lambda x: isinstance(x, NamedSharding | optax.MaskedNode),
+    )
+
+  if isinstance(tx, PlayerOptimizers):  # Each player's state is laid out as its own parameters.
+    opt_state = {
+      name: optimizer_state(player_tx, state_shapes.opt_state[name], params[subtree])
+      for name, (subtree, player_tx) in tx.optimizers.items()
+    }
+  else:
+    opt_state = optimizer_state(tx, state_shapes.opt_state, params)
   everything_replicated = jax.tree.map(lambda _: replicated(mesh), state_shapes)
   model_state = everything_replicated.model_state
   if logical_state is not None:

@@ -9,9 +9,10 @@ parameters; `ssljax.experiment` rolls back after several in a row.
 Methods with state beyond parameters keep it in the train state, so it is sharded, checkpointed and reverted
 with the rest: an EMA teacher in `TrainState.target` (run before the online forward, updated after the
 optimizer by the method's per-step momentum), queues and centres in the model's "buffers" collection (part of
-`model_state`). Every schedule is a function of the checkpointed step. A linear classifier on stop-gradient features
-("online probe", as in SimCLR) trains alongside unless `config.online_probe` is False; it never changes the
-representation.
+`model_state`). Methods with several players (a GAN) update them in sequence inside the step, each with its own
+optimizer on its own parameters (`ssljax.methods.Player`), and a non-finite value in any update skips them all.
+Every schedule is a function of the checkpointed step. A linear classifier on stop-gradient features ("online
+probe", as in SimCLR) trains alongside unless `config.online_probe` is False; it never changes the representation.
 """
 
 import dataclasses
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from ssljax import data, optim, sharding
+from ssljax.config import ConfigError
 from ssljax.methods import BuildInfo, Method, build_method
 
 
@@ -124,8 +126,32 @@ def _rng_streams(rng) -> dict:
 
 
 def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx, schedule):
-  """One optimizer update (skipped when anything is non-finite); returns (new state, dict of scalar metrics)."""
+  """One optimizer update, or one round of the players' updates (skipped when anything is non-finite); returns (new
+  state, dict of scalar metrics)."""
   rng = jax.random.fold_in(state.rng, state.position)
+  update = _play if method.players else _descend
+  updated, finite, metrics = update(state, batch, rng, model=model, method=method, tx=tx)
+  with jax.named_scope("guard"):
+    params, model_state, opt_state, target = jax.tree.map(
+      lambda new, old: jnp.where(finite, new, old),
+      updated,
+      (state.params, state.model_state, state.opt_state, state.target),
+    )
+  metrics = {**metrics, "learning_rate": schedule(state.step), "nonfinite": 1 - finite.astype(jnp.int32)}
+  new_state = state.replace(
+    step=state.step + 1,
+    position=state.position + 1,
+    params=params,
+    model_state=model_state,
+    opt_state=opt_state,
+    target=target,
+  )
+  return new_state, metrics
+
+
+def _descend(state: TrainState, batch, rng, *, model: nn.Module, method: Method, tx):
+  """One update of every parameter on `method.loss` (+ the online probe's): returns ((params, model_state,
+  opt_state, target) after it, whether it is finite, metrics)."""
   input_rng, model_rng = jax.random.split(rng)
   # Named scopes (augment, teacher, forward_backward, optimizer, guard) label the kernels of a profile.
   with jax.named_scope("augment"):
@@ -173,29 +199,60 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
       tau = method.teacher_momentum(state.step)
       target = {**target, "params": optax.incremental_update(params, target["params"], 1.0 - tau)}
       metrics["teacher_momentum"] = tau
-  updated = (params, new_model_state, opt_state, target)
   # The loss, the gradients and the state the forward passes wrote (BatchNorm statistics, buffers, the teacher's
   # statistics) decide the skip: from finite gradients and finite parameters the optimizer and the EMA can only
   # produce finite values, so the updated parameters need no pass of their own (and checkpoints none either).
-  with jax.named_scope("guard"):
-    finite = jnp.isfinite(total_loss) & all_finite(
-      (grads, new_model_state, {k: v for k, v in target.items() if k != "params"})
-    )
-    params, model_state, opt_state, target = jax.tree.map(
-      lambda new, old: jnp.where(finite, new, old),
-      updated,
-      (state.params, state.model_state, state.opt_state, state.target),
-    )
-  metrics = {**metrics, "learning_rate": schedule(state.step), "nonfinite": 1 - finite.astype(jnp.int32)}
-  new_state = state.replace(
-    step=state.step + 1,
-    position=state.position + 1,
-    params=params,
-    model_state=model_state,
-    opt_state=opt_state,
-    target=target,
+  finite = jnp.isfinite(total_loss) & all_finite(
+    (grads, new_model_state, {k: v for k, v in target.items() if k != "params"})
   )
-  return new_state, metrics
+  return (params, new_model_state, opt_state, target), finite, metrics
+
+
+def _play(state: TrainState, batch, rng, *, model: nn.Module, method: Method, tx: optim.PlayerOptimizers):
+  """Every player's updates in the order of `method.players`, each on its own parameter subtree with its own
+  optimizer, each forward seeing the parameters and BatchNorm statistics the previous updates left: returns
+  ((params, model_state, opt_state, target), whether every update is finite, metrics "<player>/<name>" averaged
+  over the player's updates)."""
+
+  def objective(own, params, model_state, inputs, part, model_rng, player):
+    outputs, new_model_state = model.apply(
+      {"params": {**params, player.subtree: own}, **model_state},
+      inputs,
+      train=True,
+      player=player.name,
+      mutable=list(model_state),
+      rngs=_rng_streams(model_rng),
+    )
+    loss, player_metrics = player.loss(outputs, part, state.step)
+    return loss, ({**player_metrics, "loss": loss}, new_model_state)
+
+  params, model_state, opt_state = state.params, state.model_state, dict(state.opt_state)
+  finite, metrics = jnp.array(True), {}
+  for number, player in enumerate(method.players):
+    player_tx = tx.optimizers[player.name][1]
+    history = []
+    for update in range(player.updates):
+      part = batch if player.updates == 1 else interleaved_part(batch, update, player.updates)
+      input_rng, model_rng = jax.random.split(jax.random.fold_in(jax.random.fold_in(rng, number), update))
+      with jax.named_scope(f"{player.name}_augment"):
+        inputs = method.make_inputs(part, input_rng)
+      with jax.named_scope(f"{player.name}_forward_backward"):
+        (loss, (player_metrics, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(
+          params[player.subtree], params, model_state, inputs, part, model_rng, player
+        )
+      with jax.named_scope(f"{player.name}_optimizer"):
+        updates, opt_state[player.name] = player_tx.update(grads, opt_state[player.name], params[player.subtree])
+        params = {**params, player.subtree: optax.apply_updates(params[player.subtree], updates)}
+      finite = finite & jnp.isfinite(loss) & all_finite((grads, model_state))
+      history.append(player_metrics)
+    metrics |= {f"{player.name}/{k}": jnp.mean(jnp.stack([m[k] for m in history])) for k in history[0]}
+  return (params, model_state, opt_state, state.target), finite, metrics
+
+
+def interleaved_part(batch, part: int, parts: int):
+  """Rows part, part + parts, part + 2 parts, ... of every array of `batch`: one of `parts` disjoint parts, each
+  spread over the devices as the batch is (a contiguous slice would sit on a few devices)."""
+  return jax.tree.map(lambda x: x.reshape(x.shape[0] // parts, parts, *x.shape[1:])[:, part], batch)
 
 
 def hold_frozen_state(new_opt_state, old_opt_state, frozen):
@@ -257,10 +314,13 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int, token_count
   info = BuildInfo(num_classes, mesh, num_steps, steps_per_epoch, num_examples, token_counts, train_source)
   method = build_method(config, info)
   with_probe = config.get("online_probe", True) and num_classes > 0  # Unlabelled data: no probe.
+  if method.players:
+    tx, schedule = _player_optimizers(config, method, mesh, num_steps, num_examples, with_probe)
+  else:
+    tx, schedule = optim.make_optimizer(
+      config, config.batch_size, num_steps, method.optimizer_groups, steps_per_epoch=num_examples / config.batch_size
+    )
   model = WithOnlineProbe(method.model, num_classes) if with_probe else method.model
-  tx, schedule = optim.make_optimizer(
-    config, config.batch_size, num_steps, method.optimizer_groups, steps_per_epoch=num_examples / config.batch_size
-  )
   size = config.dataset.get("image_size")
   images = {} if data.is_text(config.dataset) else {"image": jnp.zeros((1, size, size, config.dataset.channels))}
   sample_batch = {
@@ -290,6 +350,29 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int, token_count
   # Variables are arguments, not closed-over constants: one compilation serves every encoder and every evaluation.
   encode = jax.jit(lambda variables, images: model.apply(variables, images, method="encode"))
   return Trainer(model, method, num_steps, make_state, state_sharding, batch_sharding, step, encode)
+
+
+def _player_optimizers(config, method: Method, mesh, num_steps: int, num_examples: int, with_probe: bool):
+  """A multi-player method's optimizers, after the checks its players need: the batch splits evenly between the
+  k updates of a player (and each part between the devices), and nothing of the one-objective contract (a probe
+  reading the features, a teacher, freezes, optimizer groups, post-update writes) is asked for alongside."""
+  for player in method.players:
+    check = f"config.batch_size: {config.batch_size} does not split into {player.updates} {player.name} updates"
+    if player.updates < 1 or config.batch_size % player.updates:
+      raise ConfigError(check)
+    sharding.check_batch_size(config.batch_size // player.updates, ways=sharding.batch_devices(mesh))
+  if with_probe:
+    raise ConfigError(
+      f"config.online_probe: {config.method} trains several players, none of them a probe; set it to False (the"
+      " feature evaluators still read the features after training)"
+    )
+  contract = {"teacher_momentum": None, "frozen": None, "post_update": None, "optimizer_groups": {}}
+  for field, default in contract.items():
+    if getattr(method, field) != default:
+      raise ValueError(f"{config.method}: a method with players cannot also set Method.{field}")
+  return optim.make_player_optimizers(
+    config, method.players, config.batch_size, num_steps, steps_per_epoch=num_examples / config.batch_size
+  )
 
 
 def run_steps(step_fn: Callable, state, batches):

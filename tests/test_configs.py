@@ -24,6 +24,7 @@ VARIANTS = {
   "mae_digits": ("lora",),
   "simclr_digits": ("self_training",),
   "autoencoder_digits": ("denoising", "vae", "beta_vae", "cvae"),
+  "gan_digits": ("hinge",),
 }
 
 

@@ -1,8 +1,9 @@
 """Methods with a teacher, a queue, a centre, prototypes or a memory bank (BYOL, SimSiam, MoCo v2/v3, DINO, Barlow
 Twins, VICReg, SwAV, DeepCluster-v2), text beside the images (CLIP, SigLIP), text alone (GPT, BERT, word2vec),
 a pretext task's parts and labels (rotation, jigsaw, context prediction), an auto-encoder (the CVAE), a context
-encoder's holes, CPC's patch grid, a colorizer's Lab targets or a PixelCNN's sub-pixels, on the one train step: the
-risks of docs' method-state table, each a test. One compiled trainer per method and mesh is shared by every test."""
+encoder's holes, CPC's patch grid, a colorizer's Lab targets, a PixelCNN's sub-pixels or a GAN's two players, on
+the one train step: the risks of docs' method-state table, each a test. One compiled trainer per method and mesh is
+shared by every test."""
 
 import dataclasses
 import functools
@@ -46,6 +47,7 @@ METHODS = (
   "cpc",
   "colorization",
   "pixelcnn",
+  "gan",
 )
 VARIANTS = {
   "autoencoder": "cvae",
@@ -96,7 +98,8 @@ def method_config(name: str, arg: str = "runlocal,train_only"):
   for key in ("momentum", "final_momentum"):
     if key in config.get(name, {}):  # Methods with a teacher.
       config[name][key] = TAU
-  if name in ("clip", "siglip", "autoencoder", "context_encoder", "cpc", "colorization", "pixelcnn", *TEXT_METHODS):
+  sgd = ("clip", "siglip", "autoencoder", "context_encoder", "cpc", "colorization", "pixelcnn", "gan", *TEXT_METHODS)
+  if name in sgd:
     # AdamW turns gradients that are exactly 0 up to float noise (a ViT's attention key biases: softmax ignores
     # them) into +-lr steps whose sign differs between meshes; the meshes are compared under SGD (docs' table).
     config.optimizer = dict(
@@ -141,6 +144,11 @@ def _run(name: str, devices: int) -> Run:
   return run
 
 
+def _losses(metrics) -> list[float]:
+  """The step's loss, or each player's ("discriminator/loss", "generator/loss")."""
+  return [float(v) for k, v in sorted(metrics.items()) if k == "loss" or k.endswith("/loss")]
+
+
 def _leaves(tree) -> dict:
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]
   return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
@@ -161,10 +169,10 @@ def _teacher_forward(run: Run, step: int):
 @pytest.mark.parametrize("name", same_worker(METHODS))
 def test_three_steps_on_8_devices_equal_1_device_for_the_loss_and_every_leaf_of_the_state(name):
   one, eight = _run(name, 1), _run(name, 8)
-  losses_one = [float(m["loss"]) for m in one.metrics]
+  losses_one = [_losses(m) for m in one.metrics]
   # Real updates (DeepCluster-v2's first epoch, steps 0 and 1, only fills its bank: loss 0).
-  assert len(set(losses_one)) == (2 if name == "deepcluster_v2" else STEPS)
-  np.testing.assert_allclose([float(m["loss"]) for m in eight.metrics], losses_one, rtol=1e-4, atol=1e-7)
+  assert len(set(map(tuple, losses_one))) == (2 if name == "deepcluster_v2" else STEPS)
+  np.testing.assert_allclose([_losses(m) for m in eight.metrics], losses_one, rtol=1e-4, atol=1e-7)
   expected, actual = _leaves(one.states[-1]), _leaves(eight.states[-1])
   assert expected.keys() == actual.keys()
   # Statistics and buffers (BatchNorm running averages, queue, centre) to float precision: a per-device statistic
@@ -299,7 +307,7 @@ def test_checkpoint_holds_teacher_and_buffers_and_resume_is_bit_exact(name, tmp_
   state = checkpoint.restore_latest(manager, abstract)
   for step in (1, 2):
     state, metrics = run.trainer.step(state, run.batches[step])
-    assert float(metrics["loss"]) == float(run.metrics[step]["loss"])
+    assert _losses(metrics) == _losses(run.metrics[step])
   expected, actual = _leaves(run.states[-1]), _leaves(jax.device_get(state))
   assert expected.keys() == actual.keys()
   for path, value in expected.items():
@@ -325,10 +333,12 @@ def test_end_to_end_run_logs_collapse_metrics_and_evaluates(name, tmp_path):
   }
   results = experiment.train_and_evaluate(config, str(tmp_path))
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  logged = [row for row in rows if "loss" in row]
+  logged = [row for row in rows if _losses(row)]
   assert [row["step"] for row in logged] == list(range(2, 13, 2))
   for row in logged:
-    assert 0.0 < row["embedding_std"] <= 1.0 and np.isfinite(row["loss"])
+    assert np.all(np.isfinite(_losses(row)))
+    # The collapse metric: the embeddings' std, or a GAN's generated pixels' std across the batch (0 if collapsed).
+    assert 0.0 < row["generator/sample_std" if name == "gan" else "embedding_std"] <= 1.0
     if name == "dino":
       assert 0.0 < row["teacher_entropy"] <= np.log(config.dino.out_dim) + 1e-4
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())[-1] == 12

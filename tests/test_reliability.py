@@ -45,8 +45,14 @@ def _rows(workdir):
 
 
 def _losses(workdir) -> dict:
-  """{step: loss} over every launch in `workdir`; a step logged again after a resume keeps its last value."""
-  return {row["step"]: row["loss"] for row in _rows(workdir) if "loss" in row}
+  """{step: loss} over every launch in `workdir` (a GAN's: the players' losses, a tuple); a step logged again after a
+  resume keeps its last value."""
+  losses = {}
+  for row in _rows(workdir):
+    players = tuple(row[k] for k in sorted(row) if k.endswith("/loss"))
+    if "loss" in row or players:
+      losses[row["step"]] = row["loss"] if "loss" in row else players
+  return losses
 
 
 def _wait_for_step(run, workdir, step: int, timeout: float = 300):
@@ -106,6 +112,7 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "cpc",
         "colorization",
         "pixelcnn",
+        "gan",
       )
     ),
   ],

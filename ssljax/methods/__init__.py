@@ -66,6 +66,9 @@ class Method:
       initialised with them.
     encoder_input: images [N, H, W, C] in [0, 1] -> what `model.encoder` reads (colorization: the L channel), for
       code that runs the encoder on images itself (the random network's BatchNorm statistics); None: the images.
+    players: the objectives of a method with several players (a GAN's discriminator and generator), updated in
+      this order inside the one step, each by its own optimizer on its own parameters (`Player`); `loss` is then
+      unused. Empty: one objective, `loss`, over every parameter.
   """
 
   model: nn.Module
@@ -81,6 +84,30 @@ class Method:
   per_epoch: "PerEpoch | None" = None
   extra_batch: dict = dataclasses.field(default_factory=dict)
   encoder_input: Callable | None = None
+  players: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Player:
+  """One player of a multi-player method: the step runs `model(inputs, train=True, player=name)` and descends
+  `loss` on the parameter subtree `params[subtree]` alone, with its own optimizer (`config.optimizer` with
+  `optimizer` overriding it), `updates` times in a row. With k > 1 updates, update i reads the rows i, i + k,
+  i + 2k, ... of the batch (k disjoint parts, each laid out across the devices as the batch is), so every update
+  sees fresh data, as the k discriminator steps of Goodfellow et al.'s Algorithm 1.
+
+  Attributes:
+    name: names its metrics ("<name>/loss") and its optimizer state.
+    subtree: the top-level parameter subtree it updates (e.g. "generator"); the others are constants to it.
+    loss: (outputs, batch, step) -> (scalar loss, dict of scalar metrics), as `Method.loss`.
+    updates: consecutive updates per step.
+    optimizer: overrides of config.optimizer for this player (e.g. {"base_lr": 4e-4}).
+  """
+
+  name: str
+  subtree: str
+  loss: Callable
+  updates: int = 1
+  optimizer: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
