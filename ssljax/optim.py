@@ -118,15 +118,13 @@ class PlayerOptimizers:
 
 
 def make_player_optimizers(config, players, batch_size: int, total_steps: int, steps_per_epoch: float = 1.0):
-  """(PlayerOptimizers, the first player's learning-rate schedule): `config.optimizer` for each player, with the
-  player's `optimizer` overrides."""
-  optimizers, schedules = {}, []
+  """(PlayerOptimizers, the learning-rate schedule by step): `config.optimizer` for each player, its schedule read
+  at the step (a player with k updates per step counts k per step: warmup and decay keep their length in steps)."""
+  optimizers = {}
   for player in players:
-    opt = {**dict(config.optimizer), **player.optimizer}
-    tx, schedule = _single_optimizer(opt, batch_size, total_steps, steps_per_epoch)
+    tx, schedule = _single_optimizer(dict(config.optimizer), batch_size, total_steps, steps_per_epoch, player.updates)
     optimizers[player.name] = (player.subtree, tx)
-    schedules.append(schedule)
-  return PlayerOptimizers(optimizers), schedules[0]
+  return PlayerOptimizers(optimizers), schedule
 
 
 NORM_AND_BIAS = "norm_and_bias"  # The group of `config.optimizer.norm_and_bias_base_lr`.
@@ -167,8 +165,9 @@ def warmup_steps(opt: dict, steps_per_epoch: float) -> int:
   return opt["warmup_steps"] or int(round(opt.get("warmup_epochs", 0) * steps_per_epoch))
 
 
-def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_epoch: float):
-  """One optax transformation and its learning-rate schedule for the optimizer settings `opt`."""
+def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_epoch: float, updates_per_step: int = 1):
+  """One optax transformation and its learning-rate schedule (by step) for the optimizer settings `opt`; with
+  `updates_per_step` = k the transformation's own count (k per step) is read back as steps."""
   peak = scaled_learning_rate(opt["base_lr"], batch_size, opt["lr_scaling"])
   mask = functools.partial(
     decay_mask, no_decay=tuple(opt.get("no_decay", ())), decay_norm_and_bias=opt.get("decay_norm_and_bias", False)
@@ -182,9 +181,10 @@ def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_ep
   else:
     end = peak * opt.get("end_lr_ratio", 0.0)
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=end)
+  by_update = schedule if updates_per_step == 1 else lambda count: schedule(count // updates_per_step)
   if opt["name"] == "lars":
     tx = lars(
-      schedule,
+      by_update,
       opt["weight_decay"],
       mask,
       opt.get("trust_coefficient", 0.001),
@@ -194,11 +194,11 @@ def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_ep
   elif opt["name"] == "sgd":  # SimCLR's fine-tuning optimizer: (Nesterov) momentum, decay only if asked for.
     tx = optax.chain(
       optax.add_decayed_weights(opt["weight_decay"], mask=mask),
-      optax.sgd(schedule, momentum=opt.get("momentum", 0.9), nesterov=opt.get("nesterov", True)),
+      optax.sgd(by_update, momentum=opt.get("momentum", 0.9), nesterov=opt.get("nesterov", True)),
     )
   elif opt["name"] == "adamw":
     tx = optax.adamw(
-      schedule,
+      by_update,
       b1=opt.get("b1", 0.9),
       b2=opt.get("b2", 0.999),
       eps=opt.get("eps", 1e-8),

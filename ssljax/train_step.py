@@ -149,6 +149,12 @@ def train_step(state: TrainState, batch, *, model: nn.Module, method: Method, tx
   return new_state, metrics
 
 
+def _forward(model: nn.Module, params, model_state, inputs, rng, **kwargs):
+  """The train-mode forward of the losses: (outputs, the collections it wrote)."""
+  variables = {"params": params, **model_state}
+  return model.apply(variables, inputs, train=True, mutable=list(model_state), rngs=_rng_streams(rng), **kwargs)
+
+
 def _descend(state: TrainState, batch, rng, *, model: nn.Module, method: Method, tx):
   """One update of every parameter on `method.loss` (+ the online probe's): returns ((params, model_state,
   opt_state, target) after it, whether it is finite, metrics)."""
@@ -165,14 +171,8 @@ def _descend(state: TrainState, batch, rng, *, model: nn.Module, method: Method,
     teacher, target = jax.lax.stop_gradient(teacher), {**target, **teacher_stats}
 
   def loss_fn(params):
-    outputs, new_model_state = model.apply(
-      {"params": params, **state.model_state},
-      inputs,
-      train=True,
-      mutable=list(state.model_state),
-      rngs=_rng_streams(model_rng),
-      **({"teacher": teacher} if teacher else {}),
-    )
+    kwargs = {"teacher": teacher} if teacher else {}
+    outputs, new_model_state = _forward(model, params, state.model_state, inputs, model_rng, **kwargs)
     loss, metrics = method.loss({**outputs, "teacher": teacher} if teacher else outputs, batch, state.step)
     metrics = {**metrics, "loss": loss}
     if "probe_logits" not in outputs:
@@ -215,14 +215,8 @@ def _play(state: TrainState, batch, rng, *, model: nn.Module, method: Method, tx
   over the player's updates)."""
 
   def objective(own, params, model_state, inputs, part, model_rng, player):
-    outputs, new_model_state = model.apply(
-      {"params": {**params, player.subtree: own}, **model_state},
-      inputs,
-      train=True,
-      player=player.name,
-      mutable=list(model_state),
-      rngs=_rng_streams(model_rng),
-    )
+    params = {**params, player.subtree: own}
+    outputs, new_model_state = _forward(model, params, model_state, inputs, model_rng, player=player.name)
     loss, player_metrics = player.loss(outputs, part, state.step)
     return loss, ({**player_metrics, "loss": loss}, new_model_state)
 
@@ -332,6 +326,11 @@ def build_trainer(config, mesh, num_examples: int, num_classes: int, token_count
   sample_inputs = method.make_inputs(sample_batch, jax.random.PRNGKey(0))
   init = functools.partial(init_state, model, tx, sample_inputs, with_teacher=method.teacher_momentum is not None)
   boxed = jax.eval_shape(lambda: model.init(_rng_streams(jax.random.PRNGKey(0)), sample_inputs, train=True))
+  subtrees = [player.subtree for player in method.players]
+  if subtrees and sorted(subtrees) != sorted(boxed["params"]):  # Each parameter trained by exactly one player.
+    raise ValueError(
+      f"{config.method}: the players' subtrees {subtrees} must split the parameters {list(boxed['params'])}"
+    )
   state_sharding = sharding.state_sharding(
     jax.eval_shape(init, 0),
     sharding.logical_names(boxed["params"]),

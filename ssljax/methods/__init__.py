@@ -90,8 +90,8 @@ class Method:
 @dataclasses.dataclass(frozen=True)
 class Player:
   """One player of a multi-player method: the step runs `model(inputs, train=True, player=name)` and descends
-  `loss` on the parameter subtree `params[subtree]` alone, with its own optimizer (`config.optimizer` with
-  `optimizer` overriding it), `updates` times in a row. With k > 1 updates, update i reads the rows i, i + k,
+  `loss` on the parameter subtree `params[subtree]` alone, with its own optimizer (`config.optimizer`; its
+  schedule counts steps, not updates), `updates` times in a row. With k > 1 updates, update i reads the rows i, i + k,
   i + 2k, ... of the batch (k disjoint parts, each laid out across the devices as the batch is), so every update
   sees fresh data, as the k discriminator steps of Goodfellow et al.'s Algorithm 1.
 
@@ -100,14 +100,12 @@ class Player:
     subtree: the top-level parameter subtree it updates (e.g. "generator"); the others are constants to it.
     loss: (outputs, batch, step) -> (scalar loss, dict of scalar metrics), as `Method.loss`.
     updates: consecutive updates per step.
-    optimizer: overrides of config.optimizer for this player (e.g. {"base_lr": 4e-4}).
   """
 
   name: str
   subtree: str
   loss: Callable
   updates: int = 1
-  optimizer: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,9 +5,12 @@ of the paper and DCGAN, hinge, or least squares.
 
 As the PyTorch DCGAN example: the discriminator sees the real and the generated images as two batches (BatchNorm
 statistics of each alone), the generator's update runs the discriminator in train mode, and the generator draws
-as many noise vectors as each discriminator update reads images. Images are scaled to [-1, 1], the generator's
-tanh range. Evaluation reads the discriminator, as the DCGAN paper evaluated it: every hidden layer max-pooled to
-4 x 4 (`pooled_features`), its BatchNorm statistics the running ones."""
+as many noise vectors as each discriminator update reads images. Unlike it, and as Goodfellow et al.'s Algorithm
+1, the generator's update draws fresh noise rather than reusing the discriminator update's images. Images are
+scaled to [-1, 1], the generator's tanh range. Evaluation reads the discriminator, as the DCGAN paper evaluated it:
+every hidden layer max-pooled to 4 x 4 (`pooled_features`), its BatchNorm statistics the running ones (updated by
+the real and the generated batches alike, as in the example; the fair random network's are measured on real
+images, `ssljax/baselines.py`)."""
 
 import functools
 
@@ -69,10 +72,8 @@ def make_inputs(batch, key, latent_dim: int):
 
 
 def discriminator_loss(outputs, batch, step, objective: str):
-  """The discriminator's objective; NaN when the batch held a non-finite pixel (the step then skips the round)."""
-  del step
+  del batch, step
   loss = losses.gan_discriminator_loss(outputs["real_logits"], outputs["fake_logits"], objective)
-  loss = jnp.where(jnp.all(jnp.isfinite(batch["image"])), loss, jnp.nan)
   return loss, {"real_output": jnp.mean(outputs["real_logits"]), "fake_output": jnp.mean(outputs["fake_logits"])}
 
 
