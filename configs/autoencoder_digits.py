@@ -43,5 +43,6 @@ def get_config(arg: str = ""):
   )
   if "train_only" not in args:
     pictures = dict(type="autoencoder_pictures", every_steps=0, num_images=16, steps=8, traversal_dims=8, seed=0)
-    config.evals.pictures = dict(pictures, max_points=100 if "runlocal" in args else 2000)
+    small = "runlocal" in args
+    config.evals.pictures = dict(pictures, max_points=100 if small else 2000, num_scored=100 if small else 1000)
   return config

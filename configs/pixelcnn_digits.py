@@ -41,8 +41,10 @@ def get_config(arg: str = ""):
     config.evals = dict(
       evals,
       likelihood=dict(type="likelihood", every_steps=0),
-      samples=dict(type="pixelcnn_samples", every_steps=0, num_images=20, temperature=1.0, seed=0),
+      samples=dict(type="pixelcnn_samples", every_steps=0, num_images=20, num_scored=1000, temperature=1.0, seed=0),
     )
   if "runlocal" in args:
     config.pixelcnn.update(features=16, num_layers=3)
+    if "samples" in config.evals:
+      config.evals.samples.num_scored = 20
   return config

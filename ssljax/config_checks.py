@@ -160,6 +160,7 @@ EVALUATOR = ByName(
     "pixelcnn_samples": {
       **_EVERY,
       "num_images": Optional(int),
+      "num_scored": Optional(int),
       "temperature": Optional(NUMBER),
       "seed": Optional(int),
     },
@@ -170,6 +171,7 @@ EVALUATOR = ByName(
       "steps": Optional(int),
       "traversal_dims": Optional(int),
       "max_points": Optional(int),
+      "num_scored": Optional(int),
       "seed": Optional(int),
     },
   },

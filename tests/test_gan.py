@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import importlib
 import math
+import types
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ from configs import gan_digits
 from ssljax import data, losses, optim, sharding, train_step
 from ssljax.config import ConfigError
 from ssljax.config_checks import validate
-from ssljax.evaluators.gan_samples import class_statistics
+from ssljax.evaluators.sample_classes import class_statistics, sample_classes
 from ssljax.models.gan import Discriminator, Generator, doublings, pooled_features
 
 LR = 0.05
@@ -310,3 +311,19 @@ def test_sample_class_statistics_are_confidence_and_effective_number_of_classes(
     "classes_covered": np.exp(-np.sum(shares * np.log(shares))),
   }
   assert class_statistics(even) == pytest.approx(expected)
+
+
+def test_real_images_scored_as_samples_equal_the_real_test_reference():
+  """`sample_classes` on the test images themselves gives exactly the "real_test" reference; a constant image is
+  one class."""
+  config = gan_digits.get_config("runlocal")
+  context = types.SimpleNamespace(
+    train_source=data.load_source(config.dataset, "train"), test_source=data.load_source(config.dataset, "test")
+  )
+  test = context.test_source.get(np.arange(100))["image"]
+  results = sample_classes(context, "x", test)
+  for statistic in ("classifier_confidence", "classes_covered"):
+    assert results[f"x/ssl/{statistic}"] == results[f"x/real_test/{statistic}"]
+  assert results["x/real_test/classes_covered"] > 9.0 and results["x/real_test/classifier_confidence"] > 0.8
+  grey = sample_classes(context, "x", np.full_like(test, 0.5))
+  assert grey["x/ssl/classes_covered"] == 1.0

@@ -1,7 +1,8 @@
 """What an auto-encoder learned, in the lectures' pictures and two numbers: the held-out reconstruction
 cross-entropy (and KL) against predicting the training split's mean image, reconstructions, and for a VAE samples
 from the prior, interpolations between test images, latent traversals (beta-VAE) and class-conditional samples
-(CVAE); a t-SNE of the test latents coloured by class. PNGs in the workdir and TensorBoard."""
+(CVAE); a t-SNE of the test latents coloured by class. PNGs in the workdir and TensorBoard. For a VAE with labelled
+data, how recognisable `num_scored` samples from the prior are (`sample_classes`; a CVAE's classes in turn)."""
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ from ssljax import data, losses, paths
 from ssljax.config import ConfigError
 from ssljax.evaluators.embedding_plot import embed_2d, scatter_png
 from ssljax.evaluators.reconstruction import tile
+from ssljax.evaluators.sample_classes import sample_classes
 
 
 def training_mean_image(context):
@@ -22,12 +24,20 @@ def training_mean_image(context):
   return (total / len(context.train_source)).astype(np.float32)
 
 
-def run(context, num_images: int = 16, steps: int = 8, traversal_dims: int = 8, max_points: int = 2000, seed: int = 0):
+def run(
+  context,
+  num_images: int = 16,
+  steps: int = 8,
+  traversal_dims: int = 8,
+  max_points: int = 2000,
+  num_scored: int = 1000,
+  seed: int = 0,
+):
   """{"autoencoder/ssl/test_bce", "autoencoder/mean_image/test_bce" (nats per image, decoding the posterior mean),
-  "autoencoder/ssl/test_kl" (VAE), "autoencoder/latent_tsne/silhouette"}; writes reconstructions.png,
-  latents_tsne.png and, for a VAE, samples.png, interpolations.png, traversals.png (latents sorted by their mean
-  KL, the most used first, each from -3 to 3 around a test image's mean) and class_samples.png (CVAE: one row per
-  class, one prior draw per column)."""
+  "autoencoder/ssl/test_kl" (VAE), "autoencoder/latent_tsne/silhouette", "autoencoder_samples/..." (VAE)}; writes
+  reconstructions.png, latents_tsne.png and, for a VAE, samples.png, interpolations.png, traversals.png (latents
+  sorted by their mean KL, the most used first, each from -3 to 3 around a test image's mean) and class_samples.png
+  (CVAE: one row per class, one prior draw per column)."""
   config = context.config
   if config.method != "autoencoder":
     raise ConfigError(f"config.evals: autoencoder_pictures needs method 'autoencoder', not {config.method!r}")
@@ -77,6 +87,10 @@ def run(context, num_images: int = 16, steps: int = 8, traversal_dims: int = 8, 
       classes = np.repeat(np.arange(context.train_source.num_classes), steps)
       draws = np.tile(np.asarray(prior[:steps]), (context.train_source.num_classes, 1))
       pictures["class_samples"] = tile(decode(variables, draws, classes), steps)
+    scored_prior = jax.random.normal(jax.random.fold_in(key, 1), (num_scored, settings.latent_dim))
+    scored_labels = np.arange(num_scored) % max(context.train_source.num_classes, 1)
+    scored = np.asarray(decode(variables, scored_prior, scored_labels), np.float32)
+    results |= sample_classes(context, "autoencoder_samples", scored)
 
   subset = np.sort(np.random.default_rng(seed).permutation(len(labels))[:max_points])
   coords = embed_2d(means[subset], "tsne", seed)

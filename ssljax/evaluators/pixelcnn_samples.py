@@ -1,7 +1,9 @@
 """Samples of an autoregressive image model (PixelCNN), drawn sub-pixel by sub-pixel, as a PNG grid in the workdir
 (and TensorBoard): one row per class for a class-conditional model, else `num_images` samples; a super-resolution
 model samples from the first test images' low-resolution copies, shown as (low resolution | sample | original).
-A conditional model draws num_images // num_classes per class, at least one."""
+A conditional model draws num_images // num_classes per class, at least one. With labelled data, how recognisable
+`num_scored` more samples are (`sample_classes`; a conditional model's classes in turn; not for super-resolution,
+whose samples follow their test images)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,13 +12,14 @@ import numpy as np
 from ssljax import paths
 from ssljax.config import ConfigError
 from ssljax.evaluators.reconstruction import tile
+from ssljax.evaluators.sample_classes import sample_classes
 from ssljax.methods.pixelcnn import low_res_of, quantize
 from ssljax.models.pixelcnn import LEVELS, sample
 
 
-def run(context, num_images: int = 16, temperature: float = 1.0, seed: int = 0) -> dict:
+def run(context, num_images: int = 16, num_scored: int = 1000, temperature: float = 1.0, seed: int = 0) -> dict:
   """{"pixelcnn_samples/ssl/mean_value"} (the samples' mean pixel in [0, 1]: a quick check that sampling is not stuck
-  at 0 or 255); writes WORKDIR/pixelcnn_samples.png."""
+  at 0 or 255) and the classifier's statistics; writes WORKDIR/pixelcnn_samples.png."""
   config = context.config
   if config.method != "pixelcnn":
     raise ConfigError(f"config.evals: pixelcnn_samples needs method 'pixelcnn', not {config.method!r}")
@@ -31,11 +34,11 @@ def run(context, num_images: int = 16, temperature: float = 1.0, seed: int = 0) 
     low_res = low_res_of(originals, factor)
 
   @jax.jit
-  def draw(variables, key):
+  def draw(variables, key, labels, low_res):
     logits = lambda images: context.model.apply(variables, images, labels, low_res, method="pixel_logits")  # noqa: E731
-    return sample(logits, (labels.shape[0], size, size, channels), key, temperature)
+    return np.float32(1 / (LEVELS - 1)) * sample(logits, (labels.shape[0], size, size, channels), key, temperature)
 
-  images = np.asarray(draw(context.variables, jax.random.key(seed)), np.float32) / (LEVELS - 1)
+  images = np.asarray(draw(context.variables, jax.random.key(seed), labels, low_res), np.float32)
   if factor:
     blocks = np.repeat(np.repeat(np.asarray(low_res), factor, 1), factor, 2)
     grid = tile(np.concatenate([blocks, images, np.asarray(originals) / (LEVELS - 1)], axis=2))
@@ -47,4 +50,9 @@ def run(context, num_images: int = 16, temperature: float = 1.0, seed: int = 0) 
     paths.write_png(paths.resolve(context.workdir) / "pixelcnn_samples.png", grid)
     if context.writer is not None:
       context.writer.write_image(0, "pixelcnn_samples", grid)
-  return {"pixelcnn_samples/ssl/mean_value": float(images.mean())}
+  results = {"pixelcnn_samples/ssl/mean_value": float(images.mean())}
+  if factor:
+    return results
+  scored_labels = jnp.arange(num_scored) % max(num_classes, 1)
+  scored = draw(context.variables, jax.random.fold_in(jax.random.key(seed), 1), scored_labels, None)
+  return results | sample_classes(context, "pixelcnn_samples", np.asarray(scored, np.float32))
