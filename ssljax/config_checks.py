@@ -58,8 +58,11 @@ _SCHEDULE = {
   "weight_decay": NUMBER,
   "warmup_steps": int,
   "warmup_epochs": Optional(NUMBER),  # Instead of warmup_steps: follows --config.batch_size.
-  "schedule": Optional(str),  # "cosine" (default) | "constant" | "steps" (x 0.1 at each of decay_epochs).
+  # "cosine" (default) | "constant" | "steps" (x 0.1 at each of decay_epochs) | "linear_decay" (constant until
+  # decay_start_epoch, then linearly to 0 at the end: CycleGAN's).
+  "schedule": Optional(str),
   "decay_epochs": Optional(tuple),
+  "decay_start_epoch": Optional(NUMBER),
   "end_lr_ratio": Optional(NUMBER),  # Where the cosine ends, as a fraction of the peak (0 unless set).
   "norm_and_bias_base_lr": Optional(NUMBER),  # Biases and norm parameters at their own base lr (Barlow Twins).
 }
@@ -165,6 +168,12 @@ EVALUATOR = ByName(
       "seed": Optional(int),
     },
     "gan_samples": {**_EVERY, "num_images": Optional(int), "num_scored": Optional(int), "seed": Optional(int)},
+    "cyclegan_translations": {
+      **_EVERY,
+      "num_images": Optional(int),
+      "paired_test": Optional(bool),
+      "keeps_class": Optional(bool),
+    },
     "autoencoder_pictures": {
       **_EVERY,
       "num_images": Optional(int),
@@ -199,6 +208,11 @@ SCHEMA = {
     # Text datasets ("python_docs", or a tfds dataset whose `text_feature` is read): see data.load_text_source.
     "text_feature": Optional(str),
     "max_documents": Optional(int),  # Tokenise at most this many documents of a tfds text dataset (0: all).
+    # A second, unpaired image domain (CycleGAN): batch["image_b"] from this dataset's matching split, read at the
+    # same image_size and channels (data.UnpairedSource).
+    "domain_b": Optional(
+      {"name": str, "train_split": str, "test_split": str, "data_dir": Optional((str, types.NoneType))}
+    ),
   },
   # The tokenizer and the text transformer: CLIP's and SigLIP's text tower, GPT's and BERT's transformer
   # (context_length: the rows of packed text); word2vec reads only the tokenizer and the row length.
@@ -384,6 +398,11 @@ def _check_schedule(optimizer, key: str):
     raise ConfigError(f"{key}.decay_epochs: {decay_epochs!r} must be epochs (numbers >= 0)")
   if optimizer.get("schedule") == "steps" and not decay_epochs:
     raise ConfigError(f"{key}.decay_epochs: schedule 'steps' needs the epochs at which the lr drops x 0.1")
+  decay_start = optimizer.get("decay_start_epoch")
+  if (decay_start is not None) != (optimizer.get("schedule") == "linear_decay"):
+    raise ConfigError(f"{key}.decay_start_epoch: set it with schedule 'linear_decay', and only then")
+  if decay_start is not None and decay_start < 0:
+    raise ConfigError(f"{key}.decay_start_epoch: {decay_start} must be at least 0")
   end_lr_ratio = optimizer.get("end_lr_ratio")
   if end_lr_ratio is not None and not 0 <= end_lr_ratio <= 1:
     raise ConfigError(f"{key}.end_lr_ratio: {end_lr_ratio} must be in [0, 1] (the cosine's end over its peak)")
@@ -465,6 +484,13 @@ def validate(config):
       f"config.dataset.host_crops: {config.dataset.name!r} holds no full-size images to crop (a tfds or 'folder' "
       "dataset does)"
     )
+  if bool(config.dataset.get("domain_b")) != (config.method == "cyclegan"):
+    raise ConfigError(
+      f"config.dataset.domain_b: {config.method!r} "
+      + ("translates between two domains and needs it" if config.method == "cyclegan" else "reads one domain")
+    )
+  if config.dataset.get("domain_b") and config.dataset.get("host_crops"):
+    raise ConfigError("config.dataset.host_crops: not with a second domain (domain_b); images are read whole")
   if config.get("train_eval_examples") is not None:
     _positive(config, "train_eval_examples")
   if (config.get("total_steps") or 0) < 0:
@@ -521,6 +547,8 @@ def validate(config):
       raise ConfigError(f"config.evals.{name}.temperature: {eval_config.temperature} must be above 0")
     if eval_config.type == "gan_samples" and config.method != "gan":
       raise ConfigError(f"config.evals.{name}: gan_samples needs method 'gan', not {config.method!r}")
+    if eval_config.type == "cyclegan_translations" and config.method != "cyclegan":
+      raise ConfigError(f"config.evals.{name}: cyclegan_translations needs method 'cyclegan', not {config.method!r}")
     if eval_config.type == "zero_shot" and config.get("text") is None:
       raise ConfigError(
         f"config.evals.{name}: zero_shot needs a method with a text tower (config.text), not {config.method!r}"
@@ -550,7 +578,15 @@ def validate(config):
       _probability(eval_config.get("top_fraction", 1.0), f"config.evals.{name}.top_fraction")
       if any(not isinstance(c, NUMBER) or not 0 < c <= 1 for c in eval_config.get("crops", (1.0,))):
         raise ConfigError(f"config.evals.{name}.crops: {eval_config.crops!r} must be fractions of the side in (0, 1]")
-    if eval_config.type in ("autoencoder_pictures", "inpainting", "colorization", "pixelcnn_samples", "gan_samples"):
+    pictures = (
+      "autoencoder_pictures",
+      "inpainting",
+      "colorization",
+      "pixelcnn_samples",
+      "gan_samples",
+      "cyclegan_translations",
+    )
+    if eval_config.type in pictures:
       for key, minimum in (
         ("num_images", 1),
         ("num_scored", 1),

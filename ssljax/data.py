@@ -35,6 +35,7 @@ import zipfile
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import logging
 
@@ -772,7 +773,9 @@ def fixed_subset(source, max_examples: int, seed: int):
   return SubsetSource(source, indices)
 
 
-def _digits(split: str, size: int) -> ArraySource:
+def _digits(split: str, size: int, bold: bool = False) -> ArraySource:
+  """scikit-learn's digits at `size` px; `bold`: "digits_bold", the same digits with their strokes thickened by a
+  3 x 3 grey-level dilation at that size (CycleGAN's embedded second domain: the true translation is known)."""
   from sklearn.datasets import load_digits
 
   digits = load_digits()
@@ -780,11 +783,21 @@ def _digits(split: str, size: int) -> ArraySource:
   test, train = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
   index = {"train": train, "test": test}.get(split)
   if index is None:
-    raise ConfigError(f"config.dataset: digits has splits 'train' and 'test', not {split!r}")
+    name = "digits_bold" if bold else "digits"
+    raise ConfigError(f"config.dataset: {name} has splits 'train' and 'test', not {split!r}")
   images = digits.images[index].astype(np.float32)[..., None] / 16.0
   if size != images.shape[1]:
     images = np.asarray(jax.image.resize(images, (len(images), size, size, 1), "linear"))
-  return ArraySource(np.clip(images, 0.0, 1.0), digits.target[index].astype(np.int32), 10)
+  images = np.clip(images, 0.0, 1.0)
+  return ArraySource(dilate(images) if bold else images, digits.target[index].astype(np.int32), 10)
+
+
+def dilate(images: np.ndarray) -> np.ndarray:
+  """Grey-level dilation of [N, H, W, C] images by a 3 x 3 square: each pixel the maximum of its neighbourhood."""
+  height, width = images.shape[1:3]
+  padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  shifts = [padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
+  return np.max(shifts, axis=0)
 
 
 PHOTO_CROP, PHOTO_STRIDE, PHOTO_TEST_COLUMNS = 64, 16, 160
@@ -880,8 +893,8 @@ def load_source(dataset_config, split: str, text_config=None):
   size, center_crop = dataset_config.image_size, dataset_config.get("center_crop", 1.0)
   if not isinstance(size, int) or size <= 0:
     raise ConfigError(f"config.dataset.image_size: must be a positive integer, got {size!r}")
-  if dataset_config.name == "digits":
-    source = _digits(split, size)
+  if dataset_config.name in ("digits", "digits_bold"):
+    source = _digits(split, size, bold=dataset_config.name == "digits_bold")
   elif dataset_config.name == "sample_photos":
     source = _sample_photos(split, size)
   elif dataset_config.name == "folder":
@@ -913,7 +926,56 @@ def load_source(dataset_config, split: str, text_config=None):
   check_source(source, dataset_config, split)
   if dataset_config.get("captions"):
     source = _captioned(source, dataset_config, text_config, split)
+  if dataset_config.get("domain_b"):
+    source = UnpairedSource(source, _domain_b(dataset_config, split))
   return source
+
+
+def _domain_b(dataset_config, split: str):
+  """The split of `config.dataset.domain_b` (name, train_split, test_split, optional data_dir) that matches
+  `split` of domain A, read at domain A's image size and channels."""
+  section = dataset_config.domain_b
+  split_b = section.train_split if split == dataset_config.train_split else section.test_split
+  config_b = dict(dataset_config.to_dict(), **section.to_dict(), domain_b=None)
+  try:
+    return load_source(ml_collections.ConfigDict(config_b), split_b)
+  except ConfigError as error:  # Name the key that set what could not be read.
+    raise ConfigError(str(error).replace("config.dataset", "config.dataset.domain_b", 1)) from None
+
+
+class UnpairedSource:
+  """Two image domains with no pairing between them (CycleGAN's unaligned data): `source`'s examples (domain A,
+  which sets the length, the labels and the sampler) each with "image_b" and "label_b", an example of `other`
+  (domain B). Training draws the B example uniformly at random afresh at every step, as the authors' unaligned
+  dataset does, keyed by (step, A's index) (`get_for_step`: the same batches after a resume and on any number
+  of processes); evaluation reads B's example index mod len(B) (the i-th test pair, for data whose domains are
+  paired in their test split)."""
+
+  def __init__(self, source, other):
+    self.source, self.other, self.num_classes = source, other, source.num_classes
+
+  def __len__(self):
+    return len(self.source)
+
+  @property
+  def total_examples(self) -> int:
+    return num_examples(self.source)
+
+  def sampler(self, global_batch_size: int, seed: int):
+    return train_sampler(self.source, global_batch_size, seed)
+
+  def _with_b(self, batch, indices_b):
+    other = self.other.get(np.asarray(indices_b))
+    return {**batch, "image_b": other["image"], "label_b": other["label"]}
+
+  def get(self, indices):
+    indices = np.asarray(indices)
+    return self._with_b(self.source.get(indices), indices % len(self.other))
+
+  def get_for_step(self, indices, step: int):
+    indices = np.asarray(indices)
+    draws = [np.random.default_rng([step, int(i)]).integers(len(self.other)) for i in indices]
+    return self._with_b(self.source.get(indices), draws)
 
 
 def check_source(source, dataset_config, split: str):

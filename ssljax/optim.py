@@ -7,7 +7,8 @@ Biases and normalisation parameters (every parameter with fewer than two dimensi
 decay and from LARS's trust ratio, as in SimCLR, unless `decay_norm_and_bias`; `no_decay` names more (e.g. MAE
 fine-tuning's "cls_token").
 `schedule`: "cosine" (after the warmup, the default; it ends at `end_lr_ratio` x the peak, 0 unless set: Barlow
-Twins', VICReg's and SwAV's end at 0.001), "constant", or "steps" (x 0.1 at each of `decay_epochs`).
+Twins', VICReg's and SwAV's end at 0.001), "constant", "steps" (x 0.1 at each of `decay_epochs`), or
+"linear_decay" (constant until `decay_start_epoch`, then linearly to 0 at the last step: CycleGAN's).
 `norm_and_bias_base_lr` gives biases and normalisation parameters their own base learning rate (Barlow Twins'
 LARS: 0.2 for the weights, 0.0048 for them).
 `layer_decay` < 1 scales a ViT's learning rate by layer_decay^(L + 1 - layer) (BEiT/MAE layer-wise decay).
@@ -128,7 +129,7 @@ def make_player_optimizers(config, players, batch_size: int, total_steps: int, s
 
 
 NORM_AND_BIAS = "norm_and_bias"  # The group of `config.optimizer.norm_and_bias_base_lr`.
-SCHEDULES = ("cosine", "constant", "steps")
+SCHEDULES = ("cosine", "constant", "steps", "linear_decay")
 
 
 def step_decay_schedule(peak: float, warmup: int, decay_steps, factor: float = 0.1):
@@ -139,6 +140,18 @@ def step_decay_schedule(peak: float, warmup: int, decay_steps, factor: float = 0
   def schedule(step):
     decayed = peak * factor ** jnp.sum(step >= boundaries)
     return jnp.where(step < warmup, peak * step / max(warmup, 1), decayed)
+
+  return schedule
+
+
+def linear_decay_schedule(peak: float, decay_start: int, total_steps: int):
+  """`peak` until step `decay_start`, then linearly to 0 at `total_steps`: CycleGAN's "linear" policy (100 epochs
+  at the base rate, 100 decaying), here by step rather than by epoch."""
+  decay_start = min(decay_start, total_steps)
+
+  def schedule(step):
+    remaining = (total_steps - jnp.maximum(step, decay_start)) / max(total_steps - decay_start, 1)
+    return peak * jnp.clip(remaining, 0.0, 1.0)
 
   return schedule
 
@@ -178,6 +191,8 @@ def _single_optimizer(opt: dict, batch_size: int, total_steps: int, steps_per_ep
     schedule = optax.constant_schedule(peak)
   elif kind == "steps":
     schedule = step_decay_schedule(peak, warmup, [e * steps_per_epoch for e in opt.get("decay_epochs", ())])
+  elif kind == "linear_decay":
+    schedule = linear_decay_schedule(peak, round(opt["decay_start_epoch"] * steps_per_epoch), total_steps)
   else:
     end = peak * opt.get("end_lr_ratio", 0.0)
     schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=end)

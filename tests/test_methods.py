@@ -48,6 +48,7 @@ METHODS = (
   "colorization",
   "pixelcnn",
   "gan",
+  "cyclegan",
 )
 VARIANTS = {
   "autoencoder": "cvae",
@@ -71,6 +72,7 @@ SLOW_METHODS = (
   "cpc",
   "colorization",
   "pixelcnn",
+  "cyclegan",
 )
 
 
@@ -98,13 +100,16 @@ def method_config(name: str, arg: str = "runlocal,train_only"):
   for key in ("momentum", "final_momentum"):
     if key in config.get(name, {}):  # Methods with a teacher.
       config[name][key] = TAU
-  sgd = ("clip", "siglip", "autoencoder", "context_encoder", "cpc", "colorization", "pixelcnn", "gan", *TEXT_METHODS)
+  sgd = ("clip", "siglip", "autoencoder", "context_encoder", "cpc", "colorization", "pixelcnn", "gan", "cyclegan")
+  sgd += TEXT_METHODS
   if name in sgd:
     # AdamW turns gradients that are exactly 0 up to float noise (a ViT's attention key biases: softmax ignores
     # them) into +-lr steps whose sign differs between meshes; the meshes are compared under SGD (docs' table).
     config.optimizer = dict(
       name="sgd",
-      base_lr=1e-3 if name == "autoencoder" else 0.1,  # Its loss is a sum over pixels, ~100 x a mean's gradients.
+      # The auto-encoder's loss is a sum over pixels, ~100 x a mean's gradients; CycleGAN's generators' weighs its
+      # L1 terms by 10 (at 0.1 its losses grow 5-fold in three steps).
+      base_lr={"autoencoder": 1e-3, "cyclegan": 1e-3}.get(name, 0.1),
       lr_scaling="none",
       weight_decay=0.0,
       warmup_steps=0,
@@ -181,12 +186,15 @@ def test_three_steps_on_8_devices_equal_1_device_for_the_loss_and_every_leaf_of_
   # BatchNorm on its own (32 rows at 1 x 1 px here) the 8 devices' float32 reduction order moves some of them by
   # ~1% (run in float64, 1 and 8 devices agree to 1e-6: float noise, not a collective). The absolute floor covers
   # the biases of Dense layers followed by BatchNorm, whose gradients are 0 up to float noise (~1e-7).
+  # CycleGAN's generators end in a 1-channel convolution whose bias's gradient sums a sign-like L1 gradient over
+  # every pixel of the batch: its momentum moves ~3% between the meshes (every other leaf and the losses agree).
+  relative = 5e-2 if name == "cyclegan" else 2e-2
   for path, value in expected.items():
     if "batch_stats" in path or "buffers" in path:
       np.testing.assert_allclose(actual[path], value, rtol=2e-4, atol=2e-5, err_msg=path)
     else:
       error = np.linalg.norm((actual[path] - value).astype(np.float64))
-      assert error <= 2e-2 * np.linalg.norm(value.astype(np.float64)) + 1e-5, (path, error)
+      assert error <= relative * np.linalg.norm(value.astype(np.float64)) + 1e-5, (path, error)
 
 
 @pytest.mark.parametrize("name", same_worker(TEACHER_METHODS))
@@ -318,8 +326,9 @@ def test_checkpoint_holds_teacher_and_buffers_and_resume_is_bit_exact(name, tmp_
   "name",
   [
     pytest.param(m, marks=pytest.mark.slow) if m in SLOW_METHODS else m
-    # Colorization's own end-to-end run is in tests/test_colorization.py (its colour test data has no classes).
-    for m in (*[m for m in METHODS if m not in (*TEXT_METHODS, "colorization")], "deepcluster")
+    # Colorization's own end-to-end run is in tests/test_colorization.py (its colour test data has no classes),
+    # CycleGAN's in tests/test_cyclegan.py (no encoder: its evaluator is its translations).
+    for m in (*[m for m in METHODS if m not in (*TEXT_METHODS, "colorization", "cyclegan")], "deepcluster")
   ],
 )
 def test_end_to_end_run_logs_collapse_metrics_and_evaluates(name, tmp_path):

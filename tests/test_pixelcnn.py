@@ -187,3 +187,14 @@ def test_a_short_run_beats_the_uniform_likelihood_and_samples(tmp_path):
   )
   np.testing.assert_allclose(results["likelihood/independent_pixels/bits_per_dim"], best / np.log(2), rtol=1e-6)
   assert (tmp_path / "pixelcnn_samples.png").exists() and 0 < results["pixelcnn_samples/ssl/mean_value"] < 1
+
+
+def test_cifar10_config_is_the_gated_pixelcnn_paper_s_network():
+  from configs import pixelcnn_cifar10
+
+  for arg, conditional in (("", False), ("conditional", True)):
+    config = pixelcnn_cifar10.get_config(arg)
+    settings = config.pixelcnn
+    assert (settings.num_layers, settings.features, settings.first_kernel, settings.kernel) == (15, 384, 7, 3)
+    assert settings.conditional == conditional and settings.super_resolution == 0
+    assert (config.dataset.name, config.dataset.image_size, config.dataset.channels) == ("cifar10", 32, 3)

@@ -113,6 +113,7 @@ SLOW = pytest.mark.slow  # The other methods; the default run resumes each in-pr
         "colorization",
         "pixelcnn",
         "gan",
+        "cyclegan",
       )
     ),
   ],

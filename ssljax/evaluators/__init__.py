@@ -97,6 +97,7 @@ def registry() -> dict:
   from ssljax.evaluators import (
     autoencoder_pictures,
     colorization,
+    cyclegan_translations,
     embedding_plot,
     fewshot,
     finetune,
@@ -132,6 +133,7 @@ def registry() -> dict:
     "likelihood": likelihood.run,
     "pixelcnn_samples": pixelcnn_samples.run,
     "gan_samples": gan_samples.run,
+    "cyclegan_translations": cyclegan_translations.run,
     "zero_shot": zero_shot.run,
     "perplexity": perplexity.run,
     "word_vectors": word_vectors.run,

@@ -32,24 +32,29 @@ def _flat(images) -> jax.Array:
   return jnp.asarray(images, jnp.float32).reshape(len(images), -1)
 
 
-def sample_classes(context, evaluator: str, samples: np.ndarray) -> dict:
-  """{"<evaluator>/ssl/<statistic>"} of `samples` [N, H, W, C] in [0, 1] and {"<evaluator>/real_test/<statistic>"}
-  of the first N test images (`class_statistics`); {} for unlabelled data."""
-  num_classes = context.train_source.num_classes
-  if not num_classes:
-    return {}
-  train = context.train_source.get(np.arange(min(len(context.train_source), MAX_EXAMPLES)))
+def pixel_classifier(source):
+  """A softmax classifier fitted to the raw pixels of `source`'s first `MAX_EXAMPLES` images and their labels:
+  images [N, H, W, C] in [0, 1] -> class probabilities [N, classes] (numpy)."""
+  train = source.get(np.arange(min(len(source), MAX_EXAMPLES)))
   kernels, biases = fit_softmax_classifiers(
     _flat(train["image"]),
     jnp.asarray(train["label"], jnp.int32),
     jnp.array([WEIGHT_DECAY]),
-    num_classes=num_classes,
+    num_classes=source.num_classes,
     steps=STEPS,
     batch_size=len(train["label"]),
   )
+  return lambda images: np.asarray(jax.nn.softmax(_flat(images) @ kernels[0] + biases[0]))
+
+
+def sample_classes(context, evaluator: str, samples: np.ndarray) -> dict:
+  """{"<evaluator>/ssl/<statistic>"} of `samples` [N, H, W, C] in [0, 1] and {"<evaluator>/real_test/<statistic>"}
+  of the first N test images (`class_statistics`); {} for unlabelled data."""
+  if not context.train_source.num_classes:
+    return {}
+  classify = pixel_classifier(context.train_source)
   test = context.test_source.get(np.arange(min(len(context.test_source), len(samples))))["image"]
   results = {}
   for name, images in (("ssl", samples), ("real_test", test)):
-    probabilities = np.asarray(jax.nn.softmax(_flat(images) @ kernels[0] + biases[0]))
-    results |= {f"{evaluator}/{name}/{k}": v for k, v in class_statistics(probabilities).items()}
+    results |= {f"{evaluator}/{name}/{k}": v for k, v in class_statistics(classify(images)).items()}
   return results
