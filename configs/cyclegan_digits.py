@@ -1,7 +1,9 @@
 r"""CycleGAN (Zhu et al. 2017) on scikit-learn's digits: unpaired translation between the digits (domain A) and
-"digits_bold" (domain B), the same kind of digits with their strokes thickened by a 3 x 3 grey-level dilation. The
-data loader draws each B image at random, independently of the A image beside it, so no pair is ever shown; the
-test split is paired (test digit i and its dilation), which makes the translations measurable against the truth.
+"digits_bold" (domain B): the training digits with their strokes thickened by a 3 x 3 grey-level dilation (B's
+training images are exactly the dilations of A's). The loader draws each B image uniformly at random afresh at
+every step, independently of the A image beside it, and no loss couples an image with its own dilation: the
+training signal is unpaired. The test split is paired (test digit i and its dilation), which makes the
+translations measurable against the truth.
 What this embedded pair cannot show: translation of texture, colour or shape between unrelated image collections
 (`configs/cyclegan_horse2zebra.py` reads the paper's data by name).
 
@@ -14,9 +16,9 @@ The paper's recipe (its appendix 7 and the authors' code): ResNet generators wit
 PatchGAN discriminators (here 2 stride-2 layers: 2 x 2 patches of a 16 px image), least-squares adversarial
 losses, cycle weight 10, identity weight 0.5, a history of 50 generated images, Adam with lr 2e-4 and b1 0.5 for
 both players, the rate constant for the first half of training and then decaying linearly to 0. Smaller than the
-paper: generators 32 wide with 6 residual blocks (paper: 64, 9 at 256 px), discriminators 32 wide, batch 16 (paper:
-1; instance normalisation makes a batch only an average of its images' gradients), no flips (digits are not
-mirror-symmetric).
+paper: generators 16 wide with 6 residual blocks (paper: 64, 9 at 256 px), discriminators 16 wide, batch 16 (paper:
+1; with instance normalisation a batch averages its images' gradients, with 16x fewer updates per epoch), no flips
+(digits are not mirror-symmetric).
 """
 
 from configs import simclr_digits

@@ -11,9 +11,10 @@ Needs the tfds `cycle_gan/horse2zebra` files (prepare once: `pip install -e .[pr
 `python -m ssljax.prepare cycle_gan/horse2zebra`); any of tfds' `cycle_gan/*` pairs works through
 `--config.dataset.name` and `--config.dataset.domain_b.name`. Domain A (horses) is the splits trainA / testA,
 domain B (zebras) trainB / testB. Differences from the authors' code: images are read at 256 px, without their
-resize to 286 and random 256 crop. Expected: `cyclegan_translations.png` shows horses striped as zebras and
-zebras turned brown, with backgrounds kept, as the paper's figures; the cycle errors fall well below those of the
-first steps. Not yet measured here (no network on this machine; 1,067 steps an epoch at batch 1).
+resize to 286 and random 256 crop. An epoch is max(|A|, |B|) = 1,334 steps at batch 1, as
+the authors' unaligned dataset. Expected, a prediction from the paper's figures (this config has never run here:
+no network on this machine): `cyclegan_translations.png` shows horses striped as zebras and zebras turned brown,
+backgrounds kept, and small cycle errors.
 """
 
 import ml_collections

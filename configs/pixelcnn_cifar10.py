@@ -26,7 +26,7 @@ def get_config(arg: str = ""):
   config.log_every = 50
   config.checkpoint_every = 2000
   if "samples" in config.get("evals", {}):
-    config.evals.samples.update(num_images=16, num_scored=100)
+    config.evals.samples.num_images = 16
   if "runlocal" in args:
     config.dataset.image_size = 8
     config.pixelcnn.update(features=12, num_layers=3)

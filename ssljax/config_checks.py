@@ -403,6 +403,8 @@ def _check_schedule(optimizer, key: str):
     raise ConfigError(f"{key}.decay_start_epoch: set it with schedule 'linear_decay', and only then")
   if decay_start is not None and decay_start < 0:
     raise ConfigError(f"{key}.decay_start_epoch: {decay_start} must be at least 0")
+  if decay_start is not None and (optimizer.get("warmup_steps") or optimizer.get("warmup_epochs")):
+    raise ConfigError(f"{key}.schedule: 'linear_decay' has no warmup; set warmup_steps and warmup_epochs to 0")
   end_lr_ratio = optimizer.get("end_lr_ratio")
   if end_lr_ratio is not None and not 0 <= end_lr_ratio <= 1:
     raise ConfigError(f"{key}.end_lr_ratio: {end_lr_ratio} must be in [0, 1] (the cosine's end over its peak)")

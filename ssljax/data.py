@@ -944,38 +944,35 @@ def _domain_b(dataset_config, split: str):
 
 
 class UnpairedSource:
-  """Two image domains with no pairing between them (CycleGAN's unaligned data): `source`'s examples (domain A,
-  which sets the length, the labels and the sampler) each with "image_b" and "label_b", an example of `other`
-  (domain B). Training draws the B example uniformly at random afresh at every step, as the authors' unaligned
-  dataset does, keyed by (step, A's index) (`get_for_step`: the same batches after a resume and on any number
-  of processes); evaluation reads B's example index mod len(B) (the i-th test pair, for data whose domains are
-  paired in their test split)."""
+  """Two image domains with no pairing between them (CycleGAN's unaligned data): example i is `source`'s (domain
+  A) example i mod len(A), with its label, and "image_b" / "label_b" from `other` (domain B). An epoch is
+  max(len(A), len(B)) examples, as the authors' unaligned dataset. Training draws the B example uniformly at random
+  afresh at every step, as that dataset does, keyed by (step, i) (`get_for_step`: the same batches after a resume
+  and on any number of processes); `get` reads B's example i mod len(B). Evaluation reads each domain's own test
+  split whole (`source`, `other`)."""
 
   def __init__(self, source, other):
     self.source, self.other, self.num_classes = source, other, source.num_classes
 
   def __len__(self):
-    return len(self.source)
+    return max(len(self.source), len(self.other))
 
   @property
-  def total_examples(self) -> int:
-    return num_examples(self.source)
+  def data_dir(self):
+    """Where domain A was found (what a run's saved config records)."""
+    return getattr(self.source, "data_dir", None)
 
-  def sampler(self, global_batch_size: int, seed: int):
-    return train_sampler(self.source, global_batch_size, seed)
-
-  def _with_b(self, batch, indices_b):
-    other = self.other.get(np.asarray(indices_b))
+  def _read(self, indices, indices_b):
+    indices = np.asarray(indices)
+    batch, other = self.source.get(indices % len(self.source)), self.other.get(np.asarray(indices_b))
     return {**batch, "image_b": other["image"], "label_b": other["label"]}
 
   def get(self, indices):
-    indices = np.asarray(indices)
-    return self._with_b(self.source.get(indices), indices % len(self.other))
+    return self._read(indices, np.asarray(indices) % len(self.other))
 
   def get_for_step(self, indices, step: int):
-    indices = np.asarray(indices)
     draws = [np.random.default_rng([step, int(i)]).integers(len(self.other)) for i in indices]
-    return self._with_b(self.source.get(indices), draws)
+    return self._read(indices, draws)
 
 
 def check_source(source, dataset_config, split: str):

@@ -145,13 +145,14 @@ def step_decay_schedule(peak: float, warmup: int, decay_steps, factor: float = 0
 
 
 def linear_decay_schedule(peak: float, decay_start: int, total_steps: int):
-  """`peak` until step `decay_start`, then linearly to 0 at `total_steps`: CycleGAN's "linear" policy (100 epochs
-  at the base rate, 100 decaying), here by step rather than by epoch."""
-  decay_start = min(decay_start, total_steps)
+  """`peak` until step `decay_start`, then linearly to 0 at `total_steps` (a run shorter than `decay_start` stays at
+  `peak`): CycleGAN's "linear" policy (100 epochs at the base rate, 100 decaying), here by step rather than by
+  epoch (the authors' rate is held for each epoch and ends at peak / 101, not 0)."""
+  decay_steps = max(total_steps - decay_start, 1)
 
   def schedule(step):
-    remaining = (total_steps - jnp.maximum(step, decay_start)) / max(total_steps - decay_start, 1)
-    return peak * jnp.clip(remaining, 0.0, 1.0)
+    decayed = peak * jnp.clip((total_steps - step) / decay_steps, 0.0, 1.0)
+    return jnp.where(step < decay_start, peak, decayed)
 
   return schedule
 

@@ -1,7 +1,8 @@
 """The GAN (DCGAN's networks, three objectives) and the players' part of the shared step: losses on golden values,
 the update order and each player's own parameters and optimizer reproduced by hand, k discriminator updates on
 disjoint parts of the batch, the one-line errors, and a short run in which the generator learns the digits' mean
-image. 8 devices == 1, the NaN batch and bit-exact resume: tests/test_methods.py (gan is one of its METHODS)."""
+image. 8 devices == 1, the NaN batch and bit-exact resume: tests/test_methods.py (gan is one of its METHODS, under
+`-m slow`)."""
 
 import dataclasses
 import functools
@@ -327,3 +328,26 @@ def test_real_images_scored_as_samples_equal_the_real_test_reference():
   assert results["x/real_test/classes_covered"] > 9.0 and results["x/real_test/classifier_confidence"] > 0.8
   grey = sample_classes(context, "x", np.full_like(test, 0.5))
   assert grey["x/ssl/classes_covered"] == 1.0
+
+
+def test_end_to_end_run_trains_evaluates_the_discriminator_and_writes_samples(tmp_path):
+  """The smoke config through `python -m ssljax.train`'s code path: finite player losses and the collapse metric
+  every logged step, the discriminator's features through the linear probe, the samples' picture and scores."""
+  import json
+
+  from ssljax import experiment
+
+  config = gan_digits.get_config("runlocal")
+  config.evals = {
+    "linear": dict(type="linear_probe", label_budgets=("all",), steps=50),
+    "samples": dict(type="gan_samples", num_images=16, num_scored=100, seed=0),
+  }
+  results = experiment.train_and_evaluate(config, str(tmp_path))
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  logged = [row for row in rows if "generator/loss" in row]
+  assert [row["step"] for row in logged] == list(range(2, 13, 2))
+  assert all(0.0 < row["generator/sample_std"] <= 1.0 and np.isfinite(row["discriminator/loss"]) for row in logged)
+  assert (tmp_path / "gan_samples.png").exists()
+  assert 0.3 < results["linear_fast/ssl/all"] <= 1.0, results
+  assert 1.0 <= results["gan_samples/ssl/classes_covered"] <= 10.0
+  assert results["gan_samples/real_test/classifier_confidence"] > 0.8

@@ -60,9 +60,10 @@ TAU = 0.9
 STEPS = 3
 
 
-# Issue 24's methods run these tests under `pytest -m slow` only: the default run must stay within CI's 30 minutes
-# (their labels, grids, losses and pictures are tested in the default run: tests/test_pretext.py,
-# tests/test_autoencoder.py, tests/test_context_encoder.py, tests/test_cpc.py).
+# Issues 24's and 26's methods run these tests under `pytest -m slow` only: the default run must stay within CI's 30
+# minutes (their labels, grids, losses, pictures and, for the GANs, a whole step reproduced by hand are tested in
+# the default run: tests/test_pretext.py, tests/test_autoencoder.py, tests/test_context_encoder.py,
+# tests/test_cpc.py, tests/test_colorization.py, tests/test_pixelcnn.py, tests/test_gan.py, tests/test_cyclegan.py).
 SLOW_METHODS = (
   "rotation",
   "jigsaw",
@@ -72,6 +73,7 @@ SLOW_METHODS = (
   "cpc",
   "colorization",
   "pixelcnn",
+  "gan",
   "cyclegan",
 )
 
@@ -186,13 +188,13 @@ def test_three_steps_on_8_devices_equal_1_device_for_the_loss_and_every_leaf_of_
   # BatchNorm on its own (32 rows at 1 x 1 px here) the 8 devices' float32 reduction order moves some of them by
   # ~1% (run in float64, 1 and 8 devices agree to 1e-6: float noise, not a collective). The absolute floor covers
   # the biases of Dense layers followed by BatchNorm, whose gradients are 0 up to float noise (~1e-7).
-  # CycleGAN's generators end in a 1-channel convolution whose bias's gradient sums a sign-like L1 gradient over
-  # every pixel of the batch: its momentum moves ~3% between the meshes (every other leaf and the losses agree).
-  relative = 5e-2 if name == "cyclegan" else 2e-2
   for path, value in expected.items():
     if "batch_stats" in path or "buffers" in path:
       np.testing.assert_allclose(actual[path], value, rtol=2e-4, atol=2e-5, err_msg=path)
     else:
+      # CycleGAN's generators end in a 1-channel convolution whose bias's gradient sums a sign-like L1 gradient
+      # over every pixel of the batch: its momentum moves ~3% between the meshes.
+      relative = 5e-2 if name == "cyclegan" and "['Conv_3']['bias']" in path else 2e-2
       error = np.linalg.norm((actual[path] - value).astype(np.float64))
       assert error <= relative * np.linalg.norm(value.astype(np.float64)) + 1e-5, (path, error)
 

@@ -13,9 +13,11 @@ shared step, in the order of the authors' `optimize_parameters`:
    reverted with the rest on a non-finite step.
 
 Images are scaled to [-1, 1]; the authors' random flips are `flip` (their resize-and-crop jitter is not done:
-the data is read at `image_size`). The generators and discriminators use instance normalisation: no statistics
-are kept, and evaluation runs the same functions as training. Translations, cycle errors and (for labelled
-domains) whether a digit stays that digit: the evaluator `cyclegan_translations`."""
+the data is read at `image_size`). Each player draws its own flips, so the discriminators' real images are
+flipped independently of those the generators saw (the authors reuse them; the distribution is the same). The
+generators and discriminators use instance normalisation: no statistics are kept, and evaluation runs the same
+functions as training. Translations, cycle errors and (for labelled domains) whether a digit stays that digit:
+the evaluator `cyclegan_translations`."""
 
 import functools
 
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.methods import Method, Player
-from ssljax.methods.gan import to_tanh_range
+from ssljax.methods.gan import from_tanh_range, to_tanh_range
 from ssljax.models.cyclegan import PatchDiscriminator, ResnetGenerator, patch_grid
 
 SCHEMA = {
@@ -96,6 +98,8 @@ class CycleGAN(nn.Module):
       init = nn.with_logical_partitioning(lambda: jnp.zeros((size, *shape[1:]), dtype), names)
       return self.variable("buffers", name, init)
 
+    # The generators' last images: written by their forward, read by the discriminators' in the same step (always
+    # overwritten before being read; kept in the state only because the players share nothing else).
     fakes = {d: buffer(f"fake_{d}", self.batch_size) for d in "ab"}
     pool_shape = (self.pool_size, *shape[1:])
     pools = {d: self.variable("buffers", f"pool_{d}", lambda: jnp.zeros(pool_shape, dtype)) for d in "ab"}
@@ -140,7 +144,7 @@ class CycleGAN(nn.Module):
   def translate(self, images, to: str):
     """Images [N, S, S, C] in [0, 1] -> their translations to domain `to` ("a" or "b"), in [0, 1]."""
     generator = self.generators.a if to == "a" else self.generators.b
-    return (generator(to_tanh_range(images)) + 1.0) / 2.0
+    return from_tanh_range(generator(to_tanh_range(images)))
 
 
 def l1(x, y):
@@ -185,9 +189,10 @@ def make_inputs(batch, key, flip: bool):
 def build(config, info) -> Method:
   del info
   settings = config.cyclegan
-  for key in ("generator_width", "residual_blocks", "discriminator_width", "discriminator_layers", "pool_size"):
-    if settings[key] < (0 if key in ("residual_blocks", "pool_size") else 1):
-      raise ConfigError(f"config.cyclegan.{key}: {settings[key]} is too small")
+  minimums = {"generator_width": 1, "discriminator_width": 1, "discriminator_layers": 1, "residual_blocks": 0}
+  for key, minimum in {**minimums, "pool_size": 0}.items():
+    if settings[key] < minimum:
+      raise ConfigError(f"config.cyclegan.{key}: {settings[key]} must be at least {minimum}")
   for key in ("cycle_weight", "identity_weight"):
     if settings[key] < 0:
       raise ConfigError(f"config.cyclegan.{key}: {settings[key]} must be at least 0")

@@ -37,6 +37,11 @@ def to_tanh_range(images):
   return images * 2.0 - 1.0
 
 
+def from_tanh_range(images):
+  """A generator's [-1, 1] images -> [0, 1]."""
+  return (images + 1.0) / 2.0
+
+
 class GAN(nn.Module):
   """inputs {"image": real images [N, S, S, C] in [-1, 1], "noise": [N, Z]} -> the discriminator's raw outputs:
   "real_logits" [N] and "fake_logits" for `player` "discriminator"; "fake_logits" and the "generated" images
@@ -60,7 +65,7 @@ class GAN(nn.Module):
   def generate(self, noise):
     """Noise [N, Z] -> images [N, S, S, C] in [0, 1], BatchNorm on the batch's own statistics (the DCGAN example
     never puts its generator in eval mode); apply with mutable=["batch_stats"] and drop what it writes."""
-    return (self.generator(noise, train=True) + 1.0) / 2.0
+    return from_tanh_range(self.generator(noise, train=True))
 
   def encode(self, images):
     return pooled_features(self.encoder(to_tanh_range(images), train=False)[1])

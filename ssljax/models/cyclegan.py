@@ -10,8 +10,9 @@ WEIGHT_INIT = nn.initializers.normal(0.02)
 
 
 def instance_norm(x):
-  """Each image's channels normalised over its own pixels (PyTorch's InstanceNorm2d(affine=False), eps 1e-5)."""
-  return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False)(x)
+  """Each image's channels normalised over its own pixels (PyTorch's InstanceNorm2d(affine=False), eps 1e-5, its
+  variance as the mean squared deviation)."""
+  return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, use_fast_variance=False)(x)
 
 
 def reflect_pad(x, width: int):
