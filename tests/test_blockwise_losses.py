@@ -80,6 +80,7 @@ def test_blockwise_memory_grows_with_n_times_block_not_n_squared():
   assert _compiled_temp_bytes(32768, 128, None) > 16 * 2**30
 
 
+@pytest.mark.slow  # 60 s; the default run checks the same bound at compile time (the test above).
 def test_blockwise_65536_embeddings_forward_backward_peak_memory_under_3_gib():
   """Runs it in a fresh process, which prints its own peak resident memory (measured on 2 cores: 16.5 s,
   466 MiB; dense would need 32 GiB of logits and their gradient). The process's own figure: the peak over all
