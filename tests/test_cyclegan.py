@@ -21,6 +21,7 @@ from ssljax.evaluators import cyclegan_translations
 from ssljax.methods import cyclegan
 from ssljax.models import cyclegan as cyclegan_models
 from ssljax.models.cyclegan import PatchDiscriminator, ResnetGenerator, patch_grid
+from tests import players
 
 LR = 0.05
 
@@ -226,30 +227,14 @@ def test_one_step_generators_first_then_discriminators_on_the_old_generators_ima
   their forward stores G(a) and F(b) of the generators *before* the update; the discriminators then descend
   theirs on the real images and on those stored images through the history pool."""
   trainer = _trainer(_config())
-  method, model = trainer.method, trainer.model
+  model = trainer.model
   state0 = jax.device_get(trainer.make_state(0))
   batch = _batch()
   state1, metrics = trainer.step(jax.device_put(state0, trainer.state_sharding), batch)
   state1 = jax.device_get(state1)
-  rng = jax.random.fold_in(state0.rng, state0.position)
 
   def player_grad(number, params, model_state):
-    player = method.players[number]
-    input_rng, model_rng = jax.random.split(jax.random.fold_in(jax.random.fold_in(rng, number), 0))
-    inputs = method.make_inputs(batch, input_rng)
-
-    def loss(own):
-      outputs, new_state = model.apply(
-        {"params": {**params, player.subtree: own}, **model_state},
-        inputs,
-        player=player.name,
-        mutable=["buffers"],
-        rngs=train_step._rng_streams(model_rng),
-      )
-      return player.loss(outputs, batch, 0)[0], new_state
-
-    (value, new_state), grad = jax.value_and_grad(loss, has_aux=True)(params[player.subtree])
-    return value, grad, new_state
+    return players.player_grad(trainer, state0, number, 0, batch, params, model_state)
 
   def sgd(params, grad):
     return jax.tree.map(lambda p, g: p - LR * g, params, grad)
@@ -384,13 +369,6 @@ def test_configs_follow_the_paper(name):
     assert (config.dataset.image_size, config.dataset.channels) == (256, 3)
 
 
-def _with(config, **updates):
-  for key, value in updates.items():
-    section, _, name = key.rpartition(".")
-    (config[section] if section else config)[name] = value
-  return config
-
-
 def test_bad_cyclegan_settings_are_one_line_errors():
   config = _config()
   del config.dataset["domain_b"]
@@ -401,11 +379,11 @@ def test_bad_cyclegan_settings_are_one_line_errors():
   with pytest.raises(ConfigError, match="config.dataset.domain_b: 'simclr' reads one domain"):
     validate(simclr)
   with pytest.raises(ConfigError, match="config.dataset.host_crops: not with a second domain"):
-    validate(_with(_config(), **{"dataset.host_crops": True, "dataset.name": "folder"}))
+    validate(players.with_updates(_config(), **{"dataset.host_crops": True, "dataset.name": "folder"}))
   with pytest.raises(ConfigError, match="config.cyclegan.discriminator_layers: 3 stride-2 layers leave no patch"):
     _trainer(_config(discriminator_layers=3))
   with pytest.raises(ConfigError, match="config.dataset.image_size: 10 is not a multiple of 4"):
-    _trainer(_with(_config(), **{"dataset.image_size": 10}))
+    _trainer(players.with_updates(_config(), **{"dataset.image_size": 10}))
   with pytest.raises(ConfigError, match="config.cyclegan.cycle_weight: -1.0 must be at least 0"):
     _trainer(_config(cycle_weight=-1.0))
   config = _config("runlocal")
@@ -413,7 +391,7 @@ def test_bad_cyclegan_settings_are_one_line_errors():
   with pytest.raises(ConfigError, match="config.evals.linear: linear_probe reads an encoder's features"):
     _trainer(config)
   with pytest.raises(ConfigError, match="config.eval_baselines: CycleGAN has no features"):
-    _trainer(_with(_config(), eval_baselines=("raw_pixels",)))
+    _trainer(players.with_updates(_config(), eval_baselines=("raw_pixels",)))
   simclr = cyclegan_digits.simclr_digits.get_config("runlocal")
   simclr.evals = {"translations": dict(type="cyclegan_translations")}
   with pytest.raises(ConfigError, match="config.evals.translations: cyclegan_translations needs method 'cyclegan'"):
@@ -432,7 +410,7 @@ def test_bad_cyclegan_settings_are_one_line_errors():
   with pytest.raises(ConfigError, match="config.optimizer.schedule: 'linear_decay' has no warmup"):
     validate(config)
   with pytest.raises(ConfigError, match="config.online_probe"):
-    _trainer(_with(_config(), online_probe=True))
+    _trainer(players.with_updates(_config(), online_probe=True))
 
 
 def test_end_to_end_run_trains_checkpoints_and_writes_its_translations(tmp_path):

@@ -21,6 +21,7 @@ from ssljax.config import ConfigError
 from ssljax.config_checks import validate
 from ssljax.evaluators.sample_classes import class_statistics, sample_classes
 from ssljax.models.gan import Discriminator, Generator, doublings, pooled_features
+from tests import players
 
 LR = 0.05
 
@@ -151,31 +152,12 @@ def test_players_update_in_order_each_on_its_own_parameters_with_its_own_optimiz
   the batch; the generator then descends its loss against the *updated* discriminator and the BatchNorm statistics
   the discriminator's updates left; each optimizer touches its own subtree only (plain SGD: p - lr g)."""
   trainer = _trainer(_config(discriminator_updates=updates))
-  method, model = trainer.method, trainer.model
   state0 = jax.device_get(trainer.make_state(0))
   batch = _batch()
   state1, metrics = trainer.step(jax.device_put(state0, trainer.state_sharding), batch)
   state1 = jax.device_get(state1)
 
-  rng = jax.random.fold_in(state0.rng, state0.position)
-
-  def player_grad(number, update, part, params, model_state):
-    player = method.players[number]
-    input_rng, model_rng = jax.random.split(jax.random.fold_in(jax.random.fold_in(rng, number), update))
-    inputs = method.make_inputs(part, input_rng)
-
-    def loss(own):
-      outputs, new_state = model.apply(
-        {"params": {**params, player.subtree: own}, **model_state},
-        inputs,
-        player=player.name,
-        mutable=["batch_stats"],
-        rngs=train_step._rng_streams(model_rng),
-      )
-      return player.loss(outputs, part, 0)[0], new_state
-
-    (value, new_state), grad = jax.value_and_grad(loss, has_aux=True)(params[player.subtree])
-    return value, grad, new_state
+  player_grad = functools.partial(players.player_grad, trainer, state0)
 
   params, stats, d_losses = state0.params, state0.model_state, []
   for update in range(updates):
@@ -252,7 +234,7 @@ def test_k_discriminator_updates_each_read_their_part_and_count_in_their_own_opt
 
 def test_bad_gan_settings_are_one_line_errors():
   with pytest.raises(ConfigError, match="config.online_probe"):
-    _trainer(_with(_config(), online_probe=True))
+    _trainer(players.with_updates(_config(), online_probe=True))
   with pytest.raises(ConfigError, match="config.batch_size: 64 does not split into 3 discriminator updates"):
     _trainer(_config(discriminator_updates=3))
   with pytest.raises(ConfigError, match="config.gan.objective: unknown 'wasserstein'"):
@@ -260,7 +242,7 @@ def test_bad_gan_settings_are_one_line_errors():
   with pytest.raises(ConfigError, match="config.gan.latent_dim: 0 must be >= 1"):
     _trainer(_config(latent_dim=0))
   with pytest.raises(ConfigError, match="config.dataset.image_size: DCGAN needs a side of 4 \\* 2\\^n >= 8 px, not 12"):
-    _trainer(_with(_config(), **{"dataset.image_size": 12}))
+    _trainer(players.with_updates(_config(), **{"dataset.image_size": 12}))
   config = _config("runlocal")
   config.evals.linear_eval = dict(type="linear_eval", protocol="simclr")
   with pytest.raises(ConfigError, match="config.evals.linear_eval: linear_eval trains the encoder"):
@@ -269,13 +251,6 @@ def test_bad_gan_settings_are_one_line_errors():
   simclr.evals = {"samples": dict(type="gan_samples")}
   with pytest.raises(ConfigError, match="config.evals.samples: gan_samples needs method 'gan', not 'simclr'"):
     validate(simclr)
-
-
-def _with(config, **updates):
-  for key, value in updates.items():
-    section, _, name = key.rpartition(".")
-    (config[section] if section else config)[name] = value
-  return config
 
 
 def test_generator_learns_the_digits_mean_image():
