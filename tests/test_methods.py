@@ -78,11 +78,19 @@ SLOW_METHODS = (
 )
 
 
+# These methods' shared-step tests (8 devices == 1, NaN batch, resume, teacher) also run under `-m slow` only:
+# their state is made of pieces that other methods' default tests compare, NaN-test and resume (SimSiam's and
+# VICReg's: parameters, optimizer and BatchNorm statistics, as Barlow Twins'; MoCo v3's: an EMA teacher with its own
+# BatchNorm, as BYOL's, MoCo v2's and DINO's), and their losses are compared on 8 devices and 1 in the losses' tests.
+STATE_AS_ANOTHER_METHOD = ("simsiam", "vicreg", "moco_v3")
+
+
 def same_worker(names):
   """Parameters grouped by method: under `pytest -n 2 --dist loadgroup` (pytest.ini) the tests that share a
   method's cached runs (`_run`) go to one worker, which compiles them once."""
+  slow = (*SLOW_METHODS, *STATE_AS_ANOTHER_METHOD)
   return [
-    pytest.param(name, marks=[pytest.mark.xdist_group(name), *([pytest.mark.slow] if name in SLOW_METHODS else [])])
+    pytest.param(name, marks=[pytest.mark.xdist_group(name), *([pytest.mark.slow] if name in slow else [])])
     for name in names
   ]
 
@@ -326,9 +334,10 @@ def test_checkpoint_holds_teacher_and_buffers_and_resume_is_bit_exact(name, tmp_
 
 # Whole runs through `experiment.train_and_evaluate` whose path another method's run already takes are under
 # `-m slow` (the default run stays within CI's 30 minutes): SimSiam's and VICReg's are Barlow Twins' (one
-# objective, no teacher, no buffers), MoCo v3's is BYOL's (a teacher), SigLIP's CLIP's. Their steps are still
-# compared on 8 devices and 1, resumed and NaN-tested in the default run above.
-SAME_PATH_AS_ANOTHER_RUN = ("simsiam", "vicreg", "moco_v3", "siglip")
+# objective, no teacher, no buffers); BYOL's, MoCo v2's and v3's are DINO's (a teacher; DINO's also has multi-crop
+# and a buffer), SwAV's and DeepCluster-v2's (multi-crop, prototypes, buffers) too; SigLIP's is CLIP's. The
+# queue's, prototypes' and memory bank's steps are still compared on 8 devices and 1, resumed and NaN-tested above.
+SAME_PATH_AS_ANOTHER_RUN = ("simsiam", "vicreg", "byol", "moco_v2", "moco_v3", "swav", "deepcluster_v2", "siglip")
 
 
 @pytest.mark.parametrize(
