@@ -31,6 +31,8 @@ def get_config(arg: str = ""):
     skip_bad_files=False,
     center_crop=0.875,  # Evaluation images: 224 px out of 256, as the papers.
     host_crops=True,  # Views cropped from the full decoded image on the host, as the reference pipelines.
+    # Antialiased, as MAE's torchvision RandomResizedCrop (PIL's bicubic, which widens its kernel when it shrinks).
+    host_resize="area",
   )
   config.model = dict(name="vit", variant="B", width=None, depth=None, num_heads=None, patch_size=16, pool="cls")
   config.mae = dict(mask_ratio=0.75, norm_pix=True, decoder_width=512, decoder_depth=8, decoder_heads=16)

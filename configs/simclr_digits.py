@@ -37,6 +37,7 @@ def get_config(arg: str = ""):
     skip_bad_files=False,
     center_crop=1.0,
     host_crops=False,
+    host_resize="bilinear",  # With host_crops: tf.image.resize's (no antialiasing), as SimCLR's tf.data pipeline.
   )
   config.model = dict(name="resnet", depth=18, width=0.25, small_stem=True)
   config.simclr = dict(

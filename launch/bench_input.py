@@ -1,20 +1,23 @@
-r"""How fast one host decodes training images: JPEG decode + random-resized-crop box + resize to 224 px, ours
-(`ssljax.data.decode_crop_resize`: PIL, the crop folded into the decode by draft mode; from memory, a folder of
-files and an ArrayRecord file read by index) against tf.data's
-`tf.image.decode_and_crop_jpeg` + `tf.image.resize` (the baseline; TensorFlow from the `prepare` extra), on the
-same synthetic ImageNet-sized JPEGs and the same crop boxes, in one run.
+r"""How fast one host turns JPEGs into training crops: ours (`ssljax.data`: libjpeg-turbo's DCT-scaled decode
+through simplejpeg, OpenCV's resize, PIL only for what that path cannot read) against tf.data (the baseline;
+TensorFlow from the `prepare` extra), on the same synthetic ImageNet-sized JPEGs and the same crop boxes, in one run.
 
-  python -m launch.bench_input [--images 256] [--size 224] [--workers 1 2]
+  python -m launch.bench_input [--images 512] [--size 224]
 
-Per core: one thread (ours) / a tf.data map with one thread and intra-op parallelism 1 (tf.data). Then ours in
-threads of one process (`--workers` of them), as the sources decode (PIL releases the GIL while it decodes and
-resizes), from memory, the files of a temporary folder and the records of an ArrayRecord file; last, the training
-source itself (`data.HostCrops` over a folder on all cores: its header pass, its own boxes, float output).
-"x tf.data" is images/s over tf.data's per-core rate; "16-core host" extrapolates the per-core rate (not measured).
+Three stages, each ours against tf.data doing the same work with the same kind of resize (named in each row):
+1. decode alone (the full image): `simplejpeg.decode_jpeg` / `tf.io.decode_jpeg`, one core;
+2. decode + crop + resize to `size`: `data.decode_crop_resize` / `tf.image.decode_and_crop_jpeg` +
+   `tf.image.resize`, one core, with the bilinear resize both sides use by default (no antialiasing: tf.data's
+   default, SimCLR's and BYOL's pipelines) and with an antialiased area resize (`resize="area"` /
+   `method="area"`);
+3. the training source end to end on every core of the host: `data.HostCrops` over a folder of JPEG files (its
+   header pass, its crop boxes, the decode, uint8 crops) / a tf.data map over the same files (read, header,
+   `sample_distorted_bounding_box`, decode with the crop, resize, uint8) with as many threads.
+One core: ours in one thread / a tf.data map with a private pool of one thread and intra-op parallelism 1.
+"x tf.data" is the per-core rate over tf.data's in the row it is measured against.
 """
 
 import argparse
-import concurrent.futures
 import io
 import math
 import os
@@ -24,7 +27,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from ssljax.data import decode_crop_resize
+from ssljax import data
 
 
 def synthetic_jpegs(count: int, seed: int = 0) -> list[bytes]:
@@ -46,8 +49,8 @@ def crop_boxes(encoded: list[bytes], seed: int = 1) -> list[tuple[int, int, int,
   """One random-resized-crop box (area 8-100%, aspect 3/4-4/3, as torchvision's sampler) per image, in pixels."""
   rng = np.random.default_rng(seed)
   boxes = []
-  for data in encoded:
-    width, height = Image.open(io.BytesIO(data)).size
+  for data_ in encoded:
+    width, height = Image.open(io.BytesIO(data_)).size
     for _ in range(10):
       area = height * width * rng.uniform(0.08, 1.0)
       aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
@@ -61,143 +64,129 @@ def crop_boxes(encoded: list[bytes], seed: int = 1) -> list[tuple[int, int, int,
   return boxes
 
 
-def _decode_all(args):
-  encoded, boxes, size = args
-  return [decode_crop_resize(data, box, size).shape for data, box in zip(encoded, boxes, strict=True)]
+PASSES = 3  # Each rate is over this many passes through the images (single passes varied by up to 30% here).
 
 
-def _read_and_decode(args):
-  paths, boxes, size = args
-  shapes = []
-  for path, box in zip(paths, boxes, strict=True):
-    with open(path, "rb") as f:
-      shapes.append(decode_crop_resize(f.read(), box, size).shape)
-  return shapes
+def one_core_rate(function, items: list) -> float:
+  """Images per second of `function` over `items` in this thread, after an untimed warm-up on two of them."""
+  for item in items[:2]:
+    function(*item)
+  start = time.perf_counter()
+  for _ in range(PASSES):
+    for item in items:
+      function(*item)
+  return PASSES * len(items) / (time.perf_counter() - start)
 
 
-def _array_record_decode(args):
-  path, indices, boxes, size = args
-  from array_record.python.array_record_module import ArrayRecordReader
+def ours_one_core(encoded, boxes, size: int) -> dict:
+  import simplejpeg
 
-  records = ArrayRecordReader(path).read(indices)
-  return [decode_crop_resize(data, box, size).shape for data, box in zip(records, boxes, strict=True)]
-
-
-def images_per_second(reader, chunks: list, count: int) -> float:
-  """Images per second of `reader` over `chunks` (one per worker thread; PIL releases the GIL while it decodes
-  and resizes, so threads of one process scale), after an untimed warm-up."""
-  reader(_first_two(chunks[0]))
-  with concurrent.futures.ThreadPoolExecutor(len(chunks)) as pool:
-    start = time.perf_counter()
-    list(pool.map(reader, chunks))
-    return count / (time.perf_counter() - start)
+  return {
+    ("decode alone", "-"): one_core_rate(simplejpeg.decode_jpeg, [(e,) for e in encoded]),
+    **{
+      ("decode + crop + resize", resize): one_core_rate(
+        lambda e, b, r=resize: data.decode_crop_resize(e, b, size, 3, r), list(zip(encoded, boxes, strict=True))
+      )
+      for resize in data.HOST_RESIZES
+    },
+  }
 
 
-def _first_two(chunk):
-  """The first two items of a chunk (imports and allocations happen outside the timing)."""
-  return tuple(part[:2] if isinstance(part, list) else part for part in chunk)
-
-
-def label(source: str, workers: int) -> str:
-  return f"ours, {source}, {workers} thread{'s' if workers > 1 else ''}"
-
-
-def split(items: list, workers: int) -> list[list]:
-  return [items[i::workers] for i in range(workers)]
-
-
-def host_crops_row(folder: str, count: int, size: int):
-  """What training reads with `dataset.host_crops`: `data.HostCrops` over a folder dataset (header pass, crop boxes
-  from `augment.crop_box`, decode with the crop folded in), one view per image, on every core of the host."""
+def ours_host_crops(folder: str, count: int, size: int) -> float:
+  """`data.HostCrops` over the folder (as `dataset.host_crops` trains), one view per image, on every core."""
   from ssljax.augment import AugmentConfig
-  from ssljax.data import FolderSource, HostCrops
 
-  crops = HostCrops(FolderSource(folder, "train", size, 3), (AugmentConfig(size=size),), seed=0, channels=3)
+  crops = data.HostCrops(data.FolderSource(folder, "train", size, 3), (AugmentConfig(size=size),), seed=0, channels=3)
   crops.get_for_step(np.arange(count), 0)  # Compiles the box sampler for this batch size, untimed.
   start = time.perf_counter()
-  crops.get_for_step(np.arange(count), 1)
-  cores = os.cpu_count() or 1
-  return (f"ours, HostCrops over a folder, {cores} cores", cores, count / (time.perf_counter() - start))
+  for step in range(1, PASSES + 1):
+    crops.get_for_step(np.arange(count), step)
+  return PASSES * count / (time.perf_counter() - start)
 
 
-def tf_data_rate(encoded, boxes, size: int) -> float | None:
-  """tf.data's images per second on one core, or None without TensorFlow."""
+def tf_rates(encoded, boxes, paths, size: int, cores: int) -> dict:
+  """tf.data's images per second for each stage, or {} without TensorFlow."""
   try:
     import tensorflow as tf
   except ImportError:
-    return None
+    return {}
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
 
-  def decode(data, box):
-    image = tf.image.decode_and_crop_jpeg(data, box, channels=3)
-    return tf.cast(tf.image.resize(image, (size, size), method="bilinear"), tf.uint8)
+  def rate(dataset, threads: int, count: int) -> float:
+    dataset = dataset.repeat(PASSES)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
+    dataset = dataset.with_options(options)
+    for _ in dataset.take(4):  # Trace the map function, untimed.
+      pass
+    start = time.perf_counter()
+    for _ in dataset:
+      pass
+    return PASSES * count / (time.perf_counter() - start)
 
-  dataset = tf.data.Dataset.from_tensor_slices((encoded, np.asarray(boxes, np.int32))).map(decode)
-  options = tf.data.Options()
-  options.threading.private_threadpool_size = 1
-  options.threading.max_intra_op_parallelism = 1
-  dataset = dataset.with_options(options)
-  for _ in dataset.take(4):  # Trace the map function, untimed.
-    pass
-  start = time.perf_counter()
-  for _ in dataset:
-    pass
-  return len(encoded) / (time.perf_counter() - start)
+  def crop_and_resize(method):
+    def decode(data_, box):
+      image = tf.image.decode_and_crop_jpeg(data_, box, channels=3)
+      return tf.cast(tf.image.resize(image, (size, size), method=method), tf.uint8)
+
+    return decode
+
+  pairs = tf.data.Dataset.from_tensor_slices((encoded, np.asarray(boxes, np.int32)))
+
+  def train_view(path):
+    data_ = tf.io.read_file(path)
+    shape = tf.image.extract_jpeg_shape(data_)
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+      shape,
+      tf.zeros((1, 0, 4)),
+      area_range=(0.08, 1.0),
+      aspect_ratio_range=(3 / 4, 4 / 3),
+      max_attempts=10,
+      use_image_if_no_bounding_boxes=True,
+    )
+    box = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+    return tf.cast(tf.image.resize(tf.image.decode_and_crop_jpeg(data_, box, channels=3), (size, size)), tf.uint8)
+
+  return {
+    ("decode alone", "-"): rate(tf.data.Dataset.from_tensor_slices(encoded).map(tf.io.decode_jpeg), 1, len(encoded)),
+    ("decode + crop + resize", "bilinear"): rate(pairs.map(crop_and_resize("bilinear")), 1, len(encoded)),
+    ("decode + crop + resize", "area"): rate(pairs.map(crop_and_resize("area")), 1, len(encoded)),
+    ("training source", "bilinear"): rate(
+      tf.data.Dataset.from_tensor_slices(paths).map(train_view, num_parallel_calls=cores), cores, len(paths)
+    ),
+  }
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--images", type=int, default=256)
+  parser.add_argument("--images", type=int, default=512)
   parser.add_argument("--size", type=int, default=224)
-  parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
   args = parser.parse_args()
   encoded = synthetic_jpegs(args.images)
   boxes = crop_boxes(encoded)
+  cores = os.cpu_count() or 1
   mean_kb = np.mean([len(e) for e in encoded]) / 1024
   print(
-    f"host: {os.cpu_count()} cores; {args.images} JPEGs of 500 x 375, "
-    f"{mean_kb:.0f} KB on average; random-resized crops to {args.size} px"
+    f"host: {cores} cores (no accelerator used); {args.images} JPEGs of 500 x 375, {mean_kb:.0f} KB on average; "
+    f"random-resized crops to {args.size} px, uint8 RGB"
   )
-  baseline = tf_data_rate(encoded, boxes, args.size)
-  rows = [("tf.data decode_and_crop_jpeg + resize, 1 core", 1, baseline)]
-  for workers in args.workers:
-    chunks = [(e, b, args.size) for e, b in zip(split(encoded, workers), split(boxes, workers), strict=True)]
-    rows.append((label("in memory", workers), workers, images_per_second(_decode_all, chunks, len(encoded))))
+  ours = {key: (1, rate) for key, rate in ours_one_core(encoded, boxes, args.size).items()}
   with tempfile.TemporaryDirectory() as folder:
-    paths = []
     os.makedirs(os.path.join(folder, "train"))
-    for index, data in enumerate(encoded):
-      paths.append(os.path.join(folder, "train", f"{index:05d}.jpg"))
-      with open(paths[-1], "wb") as f:
-        f.write(data)
-    from array_record.python.array_record_module import ArrayRecordWriter
-
-    record_path = os.path.join(folder, "images.array_record")
-    writer = ArrayRecordWriter(record_path, "group_size:1")  # Random access by index, as tfds writes them.
-    for data in encoded:
-      writer.write(data)
-    writer.close()
-    indices = list(range(len(encoded)))
-    for workers in args.workers:
-      chunks = [(p, b, args.size) for p, b in zip(split(paths, workers), split(boxes, workers), strict=True)]
-      rows.append(
-        (label("folder of files", workers), workers, images_per_second(_read_and_decode, chunks, len(encoded)))
-      )
-      chunks = [
-        (record_path, i, b, args.size) for i, b in zip(split(indices, workers), split(boxes, workers), strict=True)
-      ]
-      rows.append(
-        (label("ArrayRecord by index", workers), workers, images_per_second(_array_record_decode, chunks, len(encoded)))
-      )
-    rows.append(host_crops_row(folder, len(encoded), args.size))
-  print(f"{'pipeline':52s} {'images/s':>9s} {'per core':>9s} {'x tf.data':>10s} {'16-core host':>13s}")
-  for name, workers, rate in rows:
-    if rate is None:
-      print(f"{name:52s} {'(no TensorFlow: pip install -e .[prepare])':>43s}")
-      continue
-    ratio = f"{rate / workers / baseline:.2f}" if baseline else "-"
-    print(f"{name:52s} {rate:9.0f} {rate / workers:9.0f} {ratio:>10s} {16 * rate / workers:13.0f}")
+    paths = [os.path.join(folder, "train", f"{index:05d}.jpg") for index in range(len(encoded))]
+    for path, data_ in zip(paths, encoded, strict=True):
+      with open(path, "wb") as f:
+        f.write(data_)
+    ours["training source", "bilinear"] = (cores, ours_host_crops(folder, len(encoded), args.size))
+    baseline = tf_rates(encoded, boxes, paths, args.size, cores)
+  print(f"{'stage':24s} {'resize':9s} {'cores':>5s} {'tf.data /s':>11s} {'ours /s':>9s} {'x tf.data':>10s}")
+  for (stage, resize), (workers, rate) in ours.items():
+    theirs = baseline.get((stage, resize))
+    theirs_text = f"{theirs:11.0f}" if theirs else f"{'(no TF)':>11s}"
+    ratio = f"{rate / theirs:10.2f}" if theirs else f"{'-':>10s}"
+    print(f"{stage:24s} {resize:9s} {workers:5d} {theirs_text} {rate:9.0f} {ratio}")
 
 
 if __name__ == "__main__":

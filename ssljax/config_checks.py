@@ -201,6 +201,7 @@ SCHEMA = {
     "skip_bad_files": Optional(bool),  # "folder": skip (and count) unreadable images instead of stopping.
     "center_crop": Optional(NUMBER),  # Images: shorter side to image_size / center_crop, centre crop (0.875: ImageNet).
     "host_crops": Optional(bool),  # The train step's views cut on the host from the full images (tfds, "folder").
+    "host_resize": Optional(str),  # Their resize: "bilinear" (tf.image.resize's, no antialiasing) or "area".
     # batch["text"]: "label_templates" (synthetic captions of the labels) or "feature" (a tfds dataset's own
     # `caption_feature`, e.g. "captions/text" of coco_captions); see data.CaptionedSource.
     "captions": Optional(str),
@@ -467,7 +468,7 @@ def _check_data(config):
 
 def validate(config):
   """Raises ConfigError (one line naming the key) for unknown keys, wrong types and impossible combinations."""
-  from ssljax import evaluators, methods, sharding
+  from ssljax import data, evaluators, methods, sharding
 
   method_sections = method_schemas()
   _check_section(config, {**SCHEMA, **{name: Optional(schema) for name, schema in method_sections.items()}}, "config")
@@ -481,6 +482,7 @@ def validate(config):
     _positive(config, key, minimum=0 if key == "seed" else 1)
   if not 0 < config.dataset.get("center_crop", 1.0) <= 1:
     raise ConfigError(f"config.dataset.center_crop: {config.dataset.center_crop} is not a fraction in (0, 1]")
+  require_choice(config.dataset.get("host_resize", "bilinear"), data.HOST_RESIZES, "config.dataset.host_resize")
   if config.dataset.get("host_crops") and config.dataset.name in ("digits", "sample_photos", "npz"):
     raise ConfigError(
       f"config.dataset.host_crops: {config.dataset.name!r} holds no full-size images to crop (a tfds or 'folder' "

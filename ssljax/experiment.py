@@ -175,7 +175,8 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
   train_source, test_source = sources
   views_source = train_source
   if config.dataset.get("host_crops"):
-    views_source = data.HostCrops(train_source, trainer.method.crops, config.seed, config.dataset.channels)
+    resize = config.dataset.get("host_resize", "bilinear")
+    views_source = data.HostCrops(train_source, trainer.method.crops, config.seed, config.dataset.channels, resize)
   max_bad_streak = config.get("max_nonfinite_steps", MAX_NONFINITE_STEPS)
   sampler = data.train_sampler(train_source, config.batch_size, config.seed)
   num_steps = trainer.num_steps

@@ -48,14 +48,20 @@ def _config(data_dir, **dataset):
 
 
 def test_a_folder_with_class_subfolders_trains_and_evaluates(digit_pngs, tmp_path):
+  """Its training folder also holds a digit in each mode the fast JPEG path does not read (RGBA, palette and
+  16-bit PNG, CMYK JPEG) and in gray and RGB JPEG: host crops and evaluation read them all."""
   images, labels = digit_pngs
   _write_pngs(tmp_path / "data" / "train", images[:64], labels[:64])
   _write_pngs(tmp_path / "data" / "test", images[64:], labels[64:])
+  digit = Image.fromarray(images[0])
+  for mode, name in (("RGBA", "a.png"), ("P", "b.png"), ("CMYK", "c.jpg"), ("L", "d.jpg"), ("RGB", "e.jpg")):
+    digit.convert(mode).save(tmp_path / "data" / "train" / f"class_{labels[0]}" / name)
+  Image.fromarray(images[0].astype(np.uint16) * 257).save(tmp_path / "data" / "train" / f"class_{labels[0]}" / "f.png")
   source = data.load_source(_config(tmp_path / "data").dataset, "test")
   assert source.classes == [f"class_{c}" for c in range(10)] and source.num_classes == 10
   np.testing.assert_array_equal(np.sort(source.labels), np.sort(labels[64:]))
   # The training views cut from the full images on the host; evaluation images the centre 87.5%.
-  config = _config(tmp_path / "data", host_crops=True, center_crop=0.875)
+  config = _config(tmp_path / "data", host_crops=True, host_resize="area", center_crop=0.875)
   results = experiment.train_and_evaluate(config, str(tmp_path / "run"))
   assert set(results) == {"linear_fast/ssl/all", "linear_fast/ssl/10_per_class", "knn/ssl/k20"}
   assert all(0.0 <= v <= 1.0 for v in results.values())
@@ -225,23 +231,94 @@ def test_npz_arrays_with_and_without_labels(tmp_path):
     data.load_source(config, "bad")
 
 
-def test_jpeg_decode_with_the_crop_folded_in_matches_a_full_decode():
-  """decode_crop_resize (PIL draft mode: DCT-scaled decode when the crop is large) equals cropping and resizing the
-  fully decoded image up to JPEG-scaling error, and a crop of the whole image keeps its border, which has its own
-  colour (red), while an inner crop has none of it."""
-  height, width = 300, 400
-  y, x = np.mgrid[:height, :width]
-  image = np.stack([x * 200 // width, y * 200 // height, np.full_like(x, 90)], -1).astype(np.uint8)
-  image[:12], image[-12:], image[:, :12], image[:, -12:] = (255, 0, 0), (255, 0, 0), (255, 0, 0), (255, 0, 0)
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
   buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format="JPEG", quality=95)
-  decoded = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-  for box in ((0, 0, 300, 400), (50, 60, 200, 280), (100, 150, 40, 40)):
-    top, left, box_h, box_w = box
-    out = data.decode_crop_resize(buffer.getvalue(), box, 32)
-    reference = np.asarray(decoded.resize((32, 32), Image.BILINEAR, box=(left, top, left + box_w, top + box_h)))
-    assert out.shape == (32, 32, 3) and np.abs(out.astype(int) - reference).mean() < 4, box
-  whole = data.decode_crop_resize(buffer.getvalue(), (0, 0, 300, 400), 32)
-  inner = data.decode_crop_resize(buffer.getvalue(), (50, 60, 200, 280), 32)
-  assert whole[0, 0, 0] > 200 and whole[0, 0, 1] < 60  # The red border survives a full-image crop.
-  assert not np.any((inner[..., 0] > 200) & (inner[..., 1] < 60))
+  image.save(buffer, format=fmt, **options)
+  return buffer.getvalue()
+
+
+def _ramp(height=60, width=80) -> np.ndarray:
+  """uint8 [height, width, 3]: red grows along x, green along y (0 to 200), blue constant."""
+  y, x = np.mgrid[:height, :width]
+  return np.stack([x * 200 // width, y * 200 // height, np.full_like(x, 90)], -1).astype(np.uint8)
+
+
+def test_bilinear_crops_equal_tf_image_resize_and_area_crops_the_block_means():
+  """`resize="bilinear"` samples the box at half-pixel centres without antialiasing, as tf.image.resize (= jax's
+  scale_and_translate, linear, no antialias) does, sub-pixel box edges included, and up-samples clamping to the
+  box's edge; `resize="area"` averages blocks."""
+  import jax
+
+  pixels = np.random.default_rng(0).integers(0, 256, (50, 70, 3)).astype(np.uint8)
+  for box, size in (((5, 7, 30, 40), 16), ((3.25, 10.5, 37.5, 41.75), 12)):
+    top, left, height, width = box
+    scale = np.array([size / height, size / width])
+    reference = jax.image.scale_and_translate(
+      pixels.astype(np.float32), (size, size, 3), (0, 1), scale, -np.array([top, left]) * scale, "linear", False
+    )
+    out = data.decode_crop_resize(pixels, box, size)
+    assert out.dtype == np.uint8 and out.shape == (size, size, 3)
+    np.testing.assert_allclose(out, np.asarray(reference), atol=1.0, err_msg=str(box))
+  crop = pixels[5:35, 7:47].astype(np.float32)
+  np.testing.assert_allclose(
+    data.decode_crop_resize(pixels, (5, 7, 30, 40), 64), jax.image.resize(crop, (64, 64, 3), "linear"), atol=1.0
+  )
+  blocks = pixels[8:40, 4:68].reshape(8, 4, 8, 8, 3).mean(axis=(1, 3))
+  np.testing.assert_allclose(data.decode_crop_resize(pixels, (8, 4, 32, 64), 8, resize="area"), blocks, atol=0.51)
+
+
+@pytest.mark.parametrize(
+  "mode", ["RGB JPEG", "progressive JPEG", "L JPEG", "CMYK JPEG", "RGBA PNG", "P PNG", "I;16 PNG", "RGB PNG"]
+)
+def test_every_image_mode_decodes_as_pil_reads_it_with_the_crop_folded_into_a_jpeg_decode(mode):
+  """Each mode gives the crop of what PIL decodes (libjpeg-turbo through simplejpeg for plain JPEGs, PIL for the
+  rest), converted as `data._convert` does (16-bit scaled, not clipped), in gray and RGB. A JPEG crop much larger
+  than its output is decoded at a DCT scale (1/8 to 8/8) and stays within JPEG-scaling error of the full decode."""
+  kind, fmt = mode.split()
+  if kind == "I;16":
+    image = Image.fromarray((np.mgrid[:60, :80][0] * 1000).astype(np.uint16))
+  else:
+    image = Image.fromarray(_ramp()).convert("RGB" if kind == "progressive" else kind)
+  encoded = _encode(image, fmt, **({"quality": 95, "progressive": kind == "progressive"} if fmt == "JPEG" else {}))
+  for channels in (1, 3):
+    full = np.asarray(data._convert(Image.open(io.BytesIO(encoded)), channels))
+    full = full[..., None] if channels == 1 else full
+    box = (10, 20, 40, 40)  # Output = box size: decoded at full scale, no resampling.
+    np.testing.assert_allclose(data.decode_crop_resize(encoded, box, 40, channels), full[10:50, 20:60], atol=1)
+    scaled = data.decode_crop_resize(encoded, (0, 0, 60, 80), 16, channels)  # 1/4 of the side is enough.
+    reference = data.decode_crop_resize(full, (0, 0, 60, 80), 16, channels)
+    assert np.abs(scaled.astype(int) - reference).mean() < 3, (mode, channels)
+
+
+def test_jpeg_decode_with_the_crop_folded_in_keeps_only_the_box():
+  """A crop of the whole image keeps its border, which has its own colour (red); an inner crop has none of it,
+  at any DCT scale the decode picks."""
+  image = _ramp(300, 400)
+  image[:12], image[-12:], image[:, :12], image[:, -12:] = (255, 0, 0), (255, 0, 0), (255, 0, 0), (255, 0, 0)
+  encoded = _encode(Image.fromarray(image), "JPEG", quality=95)
+  for size in (32, 160):
+    whole = data.decode_crop_resize(encoded, (0, 0, 300, 400), size)
+    inner = data.decode_crop_resize(encoded, (50, 60, 200, 280), size)
+    assert whole[0, 0, 0] > 200 and whole[0, 0, 1] < 60  # The red border survives a full-image crop.
+    assert not np.any((inner[..., 0] > 200) & (inner[..., 1] < 60))
+
+
+def test_a_truncated_jpeg_is_named_when_a_host_crop_decodes_it_or_skipped(tmp_path, caplog):
+  """Its header reads, so the folder takes it; the host crop that decodes it names it in one line. With
+  skip_bad_files the folder decodes every file first and leaves it out."""
+  from ssljax.augment import AugmentConfig
+
+  (tmp_path / "train").mkdir()
+  encoded = _encode(Image.fromarray(_ramp()), "JPEG", quality=95)
+  (tmp_path / "train" / "whole.jpg").write_bytes(encoded)
+  cut = tmp_path / "train" / "cut.jpg"
+  cut.write_bytes(encoded[: len(encoded) // 2])
+  views = (AugmentConfig(size=8),)
+  crops = data.HostCrops(data.FolderSource(str(tmp_path), "train", 8, 3), views, seed=0, channels=3)
+  with pytest.raises(ConfigError, match=rf"^config.dataset: cannot read image {cut} \(image file is truncated"):
+    crops.get_for_step(np.arange(2), 0)
+  folder = data.FolderSource(str(tmp_path), "train", 8, 3, skip_bad_files=True)
+  crops = data.HostCrops(folder, views, seed=0, channels=3)
+  assert folder.files == [str(tmp_path / "train" / "whole.jpg")]
+  assert crops.get_for_step(np.arange(1), 0)["crops"][0].shape == (1, 8, 8, 3)
+  assert "skipped 1 unreadable images" in caplog.text

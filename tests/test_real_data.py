@@ -55,11 +55,17 @@ def test_host_crops_read_the_full_stored_images(tiny_data_dir):
   source = data.load_source(config, "train")
   image, label = source.encoded(3)
   assert image.shape == (tiny_tfds.SIDE, tiny_tfds.SIDE, 1) and label == source.get(np.array([3]))["label"][0]
-  crops = data.HostCrops(source, (AugmentConfig(size=6),), seed=0, channels=1)
-  batch = crops.get_for_step(np.array([3, 5]), step=2)
-  box = crops.boxes(2, [3], [tiny_tfds.SIDE], [tiny_tfds.SIDE])[0, 0]
-  np.testing.assert_array_equal(batch["crops"][0][0], data.decode_crop_resize(image, box, 6, channels=1))
-  np.testing.assert_array_equal(batch["label"], source.get(np.array([3, 5]))["label"])
+  # More examples than the thread pool's chunks, two views of two sizes, both resizes: every crop in its place.
+  views, indices = (AugmentConfig(size=6), AugmentConfig(size=4, crop_scale=(0.1, 0.5))), np.arange(40)[::-1]
+  for resize in data.HOST_RESIZES:
+    crops = data.HostCrops(source, views, seed=0, channels=1, resize=resize)
+    batch = crops.get_for_step(indices, step=2)
+    boxes = crops.boxes(2, indices, [tiny_tfds.SIDE] * 40, [tiny_tfds.SIDE] * 40)
+    for view, size in enumerate((6, 4)):
+      for example, index in enumerate(indices):
+        expected = data.decode_crop_resize(source.encoded(index)[0], boxes[example, view], size, 1, resize)
+        np.testing.assert_array_equal(batch["crops"][view][example], expected)
+    np.testing.assert_array_equal(batch["label"], source.get(indices)["label"])
 
 
 def test_a_run_found_through_the_environment_records_its_data_dir(tiny_data_dir, tmp_path, monkeypatch):
