@@ -499,6 +499,11 @@ class SubsetSource:
     batch = self.source.get(self.indices[indices])
     return batch if self.labels is None else {**batch, "label": self.labels[indices]}
 
+  def encoded(self, index: int):
+    """(the full image of example `index`, label), for `HostCrops` (of a source that has full images)."""
+    image, label = self.source.encoded(int(self.indices[index]))
+    return image, label if self.labels is None else int(self.labels[index])
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -1200,6 +1205,14 @@ class HostCrops:
     spans = zip(bounds[:-1], bounds[1:], strict=True)
     chunks = self._pool.map(lambda span: [function(item) for item in items[span[0] : span[1]]], spans)
     return [result for chunk in chunks for result in chunk]
+
+
+def views_source(source, config, crops, seed: int):
+  """`source` as a train step reads it: with `config.dataset.host_crops`, `HostCrops` cutting the views `crops`
+  (the method's AugmentConfigs) from its full images; else `source`, whose images the device crops."""
+  if not config.dataset.get("host_crops"):
+    return source
+  return HostCrops(source, crops, seed, config.dataset.channels, config.dataset.get("host_resize", "bilinear"))
 
 
 @functools.partial(jax.jit, static_argnums=5)

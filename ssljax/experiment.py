@@ -173,10 +173,7 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
   `config.max_rollbacks` times). The flag of step s is read while step s + 1 runs, so checking costs no sync.
   """
   train_source, test_source = sources
-  views_source = train_source
-  if config.dataset.get("host_crops"):
-    resize = config.dataset.get("host_resize", "bilinear")
-    views_source = data.HostCrops(train_source, trainer.method.crops, config.seed, config.dataset.channels, resize)
+  views_source = data.views_source(train_source, config, trainer.method.crops, config.seed)
   max_bad_streak = config.get("max_nonfinite_steps", MAX_NONFINITE_STEPS)
   sampler = data.train_sampler(train_source, config.batch_size, config.seed)
   num_steps = trainer.num_steps

@@ -146,6 +146,33 @@ def test_host_crops_are_cut_from_the_full_image(bordered_folder):
   np.testing.assert_array_equal(again["crops"][1], batches[7]["crops"][1])
 
 
+@pytest.mark.parametrize("host_crops", [True, False])
+def test_supervised_evaluators_cut_their_training_crops_as_pretraining_does(bordered_folder, monkeypatch, host_crops):
+  """Fine-tuning, trained linear heads and self-training (`finetune.train_classifier`) read their labelled subset
+  as pretraining reads its data: with dataset.host_crops, crops cut on the host from the subset's full images (the
+  subset's example i is the folder's example indices[i]); without, the centre squares, cropped on the device."""
+  from configs import simclr_digits
+  from ssljax.evaluators import finetune
+
+  config = simclr_digits.get_config("runlocal")
+  config.dataset.update(name="folder", channels=3, image_size=8, host_crops=host_crops, host_resize="area")
+  indices = np.array([3, 1, 2, 0, 3, 1, 2, 0])  # As many as the devices.
+  subset = data.SubsetSource(bordered_folder, indices)
+  read = []
+  monkeypatch.setattr(data, "train_batches", lambda source, *args: read.append(source) or iter(()))
+  settings = {**config.evals.finetune.to_dict(), "batch_size": 8}
+  mesh = sharding.make_mesh((("data", jax.device_count()),))
+  finetune.train_classifier(finetune.finetune_config(config, 8, settings), mesh, None, subset, seed=0)
+  if not host_crops:
+    assert read == [subset]
+    return
+  crops = read[0].get_for_step(np.arange(8), 5)["crops"][0]
+  boxes = read[0].boxes(5, np.arange(8), [24] * 8, [48] * 8)[:, 0]
+  for example, index in enumerate(indices):
+    full = bordered_folder.encoded(index)[0]
+    np.testing.assert_array_equal(crops[example], data.decode_crop_resize(full, boxes[example], 8, 3, "area"))
+
+
 def test_evaluation_images_resize_to_size_over_the_crop_fraction_then_centre_crop():
   image = np.arange(16 * 32 * 3, dtype=np.uint8).reshape(16, 32, 3)
   # Shorter side 16 = 8 / 0.5 already: no resize, the centre 8 x 8 is cut.
