@@ -31,7 +31,8 @@ def get_config(arg: str = ""):
     skip_bad_files=False,
     center_crop=0.875,  # Evaluation images: 224 px out of 256, as the papers.
     host_crops=True,  # Views cropped from the full decoded image on the host, as the reference pipelines.
-    # Antialiased, as MAE's torchvision RandomResizedCrop (PIL's bicubic, which widens its kernel when it shrinks).
+    # Antialiased (a box filter): the nearest kind here to MAE's torchvision RandomResizedCrop, PIL's bicubic, which
+    # widens its kernel when it shrinks.
     host_resize="area",
   )
   config.model = dict(name="vit", variant="B", width=None, depth=None, num_heads=None, patch_size=16, pool="cls")

@@ -9,7 +9,7 @@ Three stages, each ours against tf.data doing the same work with the same kind o
 2. decode + crop + resize to `size`: `data.decode_crop_resize` / `tf.image.decode_and_crop_jpeg` +
    `tf.image.resize`, one core, with the bilinear resize both sides use by default (no antialiasing: tf.data's
    default, SimCLR's and BYOL's pipelines) and with an antialiased area resize (`resize="area"` /
-   `method="area"`);
+   `method="area"`), and to 96 px (multi-crop's local views: ours decodes crops of 192+ px at 1/2 DCT scale);
 3. the training source end to end on every core of the host: `data.HostCrops` over a folder of JPEG files (its
    header pass, its crop boxes, the decode, uint8 crops) / a tf.data map over the same files (read, header,
    `sample_distorted_bounding_box`, decode with the crop, resize, uint8) with as many threads.
@@ -64,6 +64,7 @@ def crop_boxes(encoded: list[bytes], seed: int = 1) -> list[tuple[int, int, int,
   return boxes
 
 
+LOCAL_SIZE = 96  # Multi-crop's local views: crops of 192+ px decode at 1/2 scale (ours).
 PASSES = 3  # Each rate is over this many passes through the images (single passes varied by up to 30% here).
 
 
@@ -89,6 +90,9 @@ def ours_one_core(encoded, boxes, size: int) -> dict:
       )
       for resize in data.HOST_RESIZES
     },
+    (f"... to {LOCAL_SIZE} px", "bilinear"): one_core_rate(
+      lambda e, b: data.decode_crop_resize(e, b, LOCAL_SIZE), list(zip(encoded, boxes, strict=True))
+    ),
   }
 
 
@@ -113,23 +117,25 @@ def tf_rates(encoded, boxes, paths, size: int, cores: int) -> dict:
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
 
-  def rate(dataset, threads: int, count: int) -> float:
+  def rate(dataset, threads: int, count: int, batch: bool = True) -> float:
     dataset = dataset.repeat(PASSES)
+    if batch:  # As training reads it: no per-image round trip to Python (full images differ in shape: unbatched).
+      dataset = dataset.batch(64)
     options = tf.data.Options()
     options.threading.private_threadpool_size = threads
     options.threading.max_intra_op_parallelism = 1
     dataset = dataset.with_options(options)
-    for _ in dataset.take(4):  # Trace the map function, untimed.
+    for _ in dataset.take(1):  # Trace the map function, untimed.
       pass
     start = time.perf_counter()
     for _ in dataset:
       pass
     return PASSES * count / (time.perf_counter() - start)
 
-  def crop_and_resize(method):
+  def crop_and_resize(method, side=size):
     def decode(data_, box):
       image = tf.image.decode_and_crop_jpeg(data_, box, channels=3)
-      return tf.cast(tf.image.resize(image, (size, size), method=method), tf.uint8)
+      return tf.cast(tf.image.resize(image, (side, side), method=method), tf.uint8)
 
     return decode
 
@@ -150,9 +156,12 @@ def tf_rates(encoded, boxes, paths, size: int, cores: int) -> dict:
     return tf.cast(tf.image.resize(tf.image.decode_and_crop_jpeg(data_, box, channels=3), (size, size)), tf.uint8)
 
   return {
-    ("decode alone", "-"): rate(tf.data.Dataset.from_tensor_slices(encoded).map(tf.io.decode_jpeg), 1, len(encoded)),
+    ("decode alone", "-"): rate(
+      tf.data.Dataset.from_tensor_slices(encoded).map(tf.io.decode_jpeg), 1, len(encoded), batch=False
+    ),
     ("decode + crop + resize", "bilinear"): rate(pairs.map(crop_and_resize("bilinear")), 1, len(encoded)),
     ("decode + crop + resize", "area"): rate(pairs.map(crop_and_resize("area")), 1, len(encoded)),
+    (f"... to {LOCAL_SIZE} px", "bilinear"): rate(pairs.map(crop_and_resize("bilinear", LOCAL_SIZE)), 1, len(encoded)),
     ("training source", "bilinear"): rate(
       tf.data.Dataset.from_tensor_slices(paths).map(train_view, num_parallel_calls=cores), cores, len(paths)
     ),

@@ -362,19 +362,21 @@ def decode_crop_resize(
   `encoded` (JPEG/PNG bytes, a file's path or a uint8 array), resized to size x size by `resize`:
   - "bilinear": `tf.image.resize`'s default (half-pixel centres, no antialiasing), what the reference tf.data
     pipelines (SimCLR's, BYOL's) apply to their crops; sub-pixel box edges are kept (OpenCV's warpAffine);
-  - "area": antialiased (OpenCV's INTER_AREA, the box rounded to whole pixels), as PIL's or torchvision's resize.
+  - "area": antialiased, a box filter (OpenCV's INTER_AREA, the box rounded to whole pixels).
   A JPEG is decoded by libjpeg-turbo (simplejpeg) at the smallest DCT scale (1/8, 1/4, 1/2, 1) that keeps the box
   at least `size` pixels on each side: a small crop target decodes a fraction of the pixels (what
-  tf.image.decode_and_crop_jpeg saves by decoding only the crop's rows). What that path does not read (PNG, CMYK
-  or other odd JPEGs, 16-bit, palette) PIL decodes. An image that cannot be read is a one-line ConfigError naming
-  it: its path, else `name`. `out` (uint8 [size, size, channels], C-contiguous) receives the crop if given."""
+  tf.image.decode_and_crop_jpeg saves by decoding only the crop's rows). A reduced scale averages each 2 x 2 to
+  8 x 8 block, so such a crop is a little smoother than tf.data's full-scale one (always less than 2x shrunk
+  afterwards). What that path does not read (PNG, CMYK or other odd JPEGs, 16-bit, palette) PIL decodes. An image
+  that cannot be read is a one-line ConfigError naming it: its path, else `name`. `out` (uint8 [size, size,
+  channels], C-contiguous) receives the crop if given."""
+  from PIL import Image
+
   try:
-    pixels, (full_height, full_width) = _decode_for_box(encoded, box, size, channels)
-  except (OSError, ValueError, SyntaxError) as error:  # PIL: truncated files, bad data past the header.
+    pixels, scale = _decode_for_box(encoded, box, size, channels)
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # Truncated, corrupt, huge.
     raise _bad_image(encoded if isinstance(encoded, str) else name or "(encoded bytes)", error) from None
-  scale_y, scale_x = pixels.shape[0] / full_height, pixels.shape[1] / full_width
-  top, left, height, width = box
-  region = (top * scale_y, left * scale_x, height * scale_y, width * scale_x)
+  region = tuple(float(x) * scale for x in box)
   if out is None:
     out = np.empty((size, size, channels), np.uint8)
   _resize_box(pixels, region, resize, out.reshape(out.shape[:2]) if channels == 1 else out)
@@ -382,13 +384,15 @@ def decode_crop_resize(
 
 
 def _decode_for_box(encoded, box, size: int, channels: int):
-  """(uint8 [h, w] or [h, w, channels] pixels, (full height, full width)): `encoded` decoded at the smallest scale
-  that keeps `box` at least `size` pixels on each side."""
+  """(uint8 [h, w] or [h, w, channels] pixels, the scale they were decoded at): `encoded` decoded at the smallest
+  scale that keeps `box` at least `size` pixels on each side. A decoded pixel covers exactly 1 / scale full
+  pixels (libjpeg's last row and column may be partial), so full coordinates map by the scale, not by the sizes'
+  ratio."""
   if isinstance(encoded, np.ndarray):
-    if encoded.shape[-1] == channels:
-      return encoded, encoded.shape[:2]
+    if encoded.dtype == np.uint8 and encoded.shape[-1] == channels:
+      return encoded, 1.0
     with _open(encoded) as image:
-      return np.asarray(_convert(image, channels)), encoded.shape[:2]
+      return np.asarray(_convert(image, channels)), 1.0
   if isinstance(encoded, str):
     with open(encoded, "rb") as f:
       encoded = f.read()
@@ -408,7 +412,9 @@ def _decode_for_box(encoded, box, size: int, channels: int):
           min_height=math.ceil(full_height * scale),
           min_width=math.ceil(full_width * scale),
         )
-        return pixels, (full_height, full_width)
+        if pixels.shape[:2] != (math.ceil(full_height * scale), math.ceil(full_width * scale)):
+          scale = pixels.shape[1] / full_width  # Not a scale asked for (never seen): the sizes' ratio.
+        return pixels, scale
     except ValueError:  # libjpeg-turbo's strict mode refuses what PIL may still read (or name as unreadable).
       pass
   with _open(encoded) as image:
@@ -417,7 +423,8 @@ def _decode_for_box(encoded, box, size: int, channels: int):
     image.draft(
       "L" if channels == 1 else "RGB", (full_width * size // max(width, 1), full_height * size // max(height, 1))
     )
-    return np.asarray(_convert(image, channels)), (full_height, full_width)
+    reduction = max(1, round(full_width / image.size[0]))  # 1, 2, 4 or 8.
+    return np.asarray(_convert(image, channels)), 1.0 / reduction
 
 
 @functools.cache
@@ -446,11 +453,13 @@ def _resize_box(pixels: np.ndarray, box, resize: str, out: np.ndarray):
       [[step_x, 0.0, left - col + 0.5 * step_x - 0.5], [0.0, step_y, top - row + 0.5 * step_y - 0.5]], np.float64
     )
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    cv2.warpAffine(region, inverse, (size, size), dst=out, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    result = cv2.warpAffine(region, inverse, (size, size), dst=out, flags=flags, borderMode=cv2.BORDER_REPLICATE)
   else:
     row, col, bottom, right = (int(round(x)) for x in (top, left, top + height, left + width))
     region = pixels[row : max(row + 1, bottom), col : max(col + 1, right)]
-    cv2.resize(region, (size, size), dst=out, interpolation=cv2.INTER_AREA)
+    result = cv2.resize(region, (size, size), dst=out, interpolation=cv2.INTER_AREA)
+  if result.ctypes.data != out.ctypes.data:  # OpenCV allocates anew when `out` does not fit: never leave it unset.
+    raise ValueError(f"resized {result.shape} {result.dtype} pixels do not fit the output {out.shape} {out.dtype}")
 
 
 def preprocess(images, size: int, center_crop: float = 1.0) -> np.ndarray:
@@ -1156,11 +1165,12 @@ class HostCrops:
   float32's bytes to copy to the device, which converts them (converting on the host took 40% of its time)."""
 
   def __init__(self, source, views, seed: int, channels: int, resize: str = "bilinear"):
-    if not hasattr(source, "encoded"):
+    full_images = source.source if isinstance(source, SubsetSource) else source
+    if not hasattr(full_images, "encoded"):
       raise ConfigError("config.dataset.host_crops: needs full-size images (a tfds or 'folder' dataset)")
     self.source, self.num_classes = source, source.num_classes
     self._views, self._seed, self._channels, self._resize = tuple(views), seed, channels, resize
-    self._threads = 8
+    self._threads = max(8, os.cpu_count() or 1)  # More threads than cores hide file reads' latency.
     self._pool = concurrent.futures.ThreadPoolExecutor(self._threads)
 
   def __len__(self):
@@ -1175,12 +1185,17 @@ class HostCrops:
   def _read(self, index: int):
     """(example `index`'s image: its bytes (a file is read once, for its header and its decode) or a uint8 array,
     its name for errors (the file's path), its label, its (height, width))."""
+    from PIL import Image
+
     image, label = self.source.encoded(index)
     name = image if isinstance(image, str) else f"example {index} of the training split"
-    if isinstance(image, str):
-      with open(image, "rb") as f:
-        image = f.read()
-    return image, name, label, image_size(image)
+    try:
+      if isinstance(image, str):
+        with open(image, "rb") as f:
+          image = f.read()
+      return image, name, label, image_size(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # A tfds record's header.
+      raise _bad_image(name, error) from None
 
   def get_for_step(self, indices, step: int) -> dict:
     indices = [int(i) for i in indices]

@@ -259,10 +259,17 @@ def test_bilinear_crops_equal_tf_image_resize_and_area_crops_the_block_means():
     out = data.decode_crop_resize(pixels, box, size)
     assert out.dtype == np.uint8 and out.shape == (size, size, 3)
     np.testing.assert_allclose(out, np.asarray(reference), atol=1.0, err_msg=str(box))
-  crop = pixels[5:35, 7:47].astype(np.float32)
-  np.testing.assert_allclose(
-    data.decode_crop_resize(pixels, (5, 7, 30, 40), 64), jax.image.resize(crop, (64, 64, 3), "linear"), atol=1.0
-  )
+  # Up-sampling clamps to the box's edge (tf.image.resize of the crop does), a fractional box to the pixels it
+  # touches: jax's scale_and_translate of those pixels alone renormalises its weights at their edge, the same.
+  for box in ((5, 7, 30, 40), (3.25, 10.5, 7.5, 9.75)):
+    top, left, height, width = box
+    region = pixels[int(top) : int(np.ceil(top + height)), int(left) : int(np.ceil(left + width))].astype(np.float32)
+    scale = np.array([64 / height, 64 / width])
+    offset = -np.array([top - int(top), left - int(left)]) * scale
+    reference = jax.image.scale_and_translate(region, (64, 64, 3), (0, 1), scale, offset, "linear", False)
+    out = np.zeros((64, 64, 3), np.uint8)
+    assert data.decode_crop_resize(pixels, box, 64, out=out) is out  # Written in place (HostCrops' batch).
+    np.testing.assert_allclose(out, np.asarray(reference), atol=1.0, err_msg=str(box))
   blocks = pixels[8:40, 4:68].reshape(8, 4, 8, 8, 3).mean(axis=(1, 3))
   np.testing.assert_allclose(data.decode_crop_resize(pixels, (8, 4, 32, 64), 8, resize="area"), blocks, atol=0.51)
 
@@ -285,9 +292,23 @@ def test_every_image_mode_decodes_as_pil_reads_it_with_the_crop_folded_into_a_jp
     full = full[..., None] if channels == 1 else full
     box = (10, 20, 40, 40)  # Output = box size: decoded at full scale, no resampling.
     np.testing.assert_allclose(data.decode_crop_resize(encoded, box, 40, channels), full[10:50, 20:60], atol=1)
-    scaled = data.decode_crop_resize(encoded, (0, 0, 60, 80), 16, channels)  # 1/4 of the side is enough.
+    scaled = data.decode_crop_resize(encoded, (0, 0, 60, 80), 16, channels)  # A JPEG decodes at 1/2 scale.
     reference = data.decode_crop_resize(full, (0, 0, 60, 80), 16, channels)
     assert np.abs(scaled.astype(int) - reference).mean() < 3, (mode, channels)
+
+
+def test_a_jpeg_decoded_at_a_reduced_scale_keeps_its_crop_in_place():
+  """At 1/2, 1/4 and 1/8 scale, a box at the far edges of an image whose sides are no multiple of 8 gives the crop
+  of the full decode: full coordinates map by the exact DCT scale (a decoded pixel covers 1 / scale full pixels),
+  not by the decoded sizes' ratio, which would slide the box by up to 7 full pixels (a ramp's 5 grey levels)."""
+  y, x = np.mgrid[:245, :331]
+  ramp = np.stack([x * 255 // 330, y * 255 // 244, np.full_like(x, 90)], -1).astype(np.uint8)
+  encoded = _encode(Image.fromarray(ramp), "JPEG", quality=98)
+  full = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
+  for box in ((53, 139, 192, 192), (149, 235, 96, 96), (197, 283, 48, 48)):  # 1/8, 1/4, 1/2 for 24 px.
+    scaled = data.decode_crop_resize(encoded, box, 24)
+    reference = data.decode_crop_resize(full, box, 24)
+    assert np.abs(scaled.astype(float) - reference).mean() < 1.0, box
 
 
 def test_jpeg_decode_with_the_crop_folded_in_keeps_only_the_box():
