@@ -366,10 +366,10 @@ def decode_crop_resize(
   A JPEG is decoded by libjpeg-turbo (simplejpeg) at the smallest DCT scale (1/8, 1/4, 1/2, 1) that keeps the box
   at least `size` pixels on each side: a small crop target decodes a fraction of the pixels (what
   tf.image.decode_and_crop_jpeg saves by decoding only the crop's rows). A reduced scale averages each 2 x 2 to
-  8 x 8 block, so such a crop is a little smoother than tf.data's full-scale one (always less than 2x shrunk
-  afterwards). What that path does not read (PNG, CMYK or other odd JPEGs, 16-bit, palette) PIL decodes. An image
-  that cannot be read is a one-line ConfigError naming it: its path, else `name`. `out` (uint8 [size, size,
-  channels], C-contiguous) receives the crop if given."""
+  8 x 8 block, so such a crop (then shrunk by less than 2x) is a little smoother than tf.data's full-scale one.
+  What that path does not read (PNG, CMYK or other odd JPEGs, 16-bit, palette) PIL decodes. An image that cannot
+  be read is a one-line ConfigError naming it: its path, else `name`. `out` (uint8 [size, size, channels],
+  C-contiguous) receives the crop if given."""
   from PIL import Image
 
   try:
