@@ -128,6 +128,8 @@ def test_bad_settings_are_one_line_errors_naming_the_key(override, message):
     build_method(config, BuildInfo(num_classes=10))
 
 
+# 50 s from a cold compilation cache: under -m slow, for CI's 30 minutes (the pictures' pieces are tested above).
+@pytest.mark.slow
 def test_cvae_run_writes_the_lectures_pictures_and_reconstructs_better_than_the_mean_image(tmp_path):
   config = autoencoder_digits.get_config("cvae,runlocal")
   config.total_steps = 100

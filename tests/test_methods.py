@@ -79,10 +79,11 @@ SLOW_METHODS = (
 
 
 # These methods' shared-step tests (8 devices == 1, NaN batch, resume, teacher) also run under `-m slow` only:
-# their state is made of pieces that other methods' default tests compare, NaN-test and resume (SimSiam's and
-# VICReg's: parameters, optimizer and BatchNorm statistics, as Barlow Twins'; MoCo v3's: an EMA teacher with its own
-# BatchNorm, as BYOL's, MoCo v2's and DINO's), and their losses are compared on 8 devices and 1 in the losses' tests.
-STATE_AS_ANOTHER_METHOD = ("simsiam", "vicreg", "moco_v3")
+# their state is made of pieces that other default tests compare, NaN-test and resume (SimSiam's, VICReg's and
+# Barlow Twins': parameters, optimizer and BatchNorm statistics, as SimCLR's in tests/test_train.py and every
+# method's below; BYOL's and MoCo v3's: an EMA teacher with its own BatchNorm, as MoCo v2's and DINO's; SigLIP's:
+# two towers, as CLIP's), and their losses are compared on 8 devices and 1 in the losses' tests.
+STATE_AS_ANOTHER_METHOD = ("simsiam", "vicreg", "barlow_twins", "byol", "moco_v3", "siglip")
 
 
 def same_worker(names):

@@ -155,6 +155,8 @@ def test_bad_settings_are_one_line_errors_naming_the_key():
     build_method(config, BuildInfo(10))
 
 
+# 35 s from a cold compilation cache: under -m slow, for CI's 30 minutes (causality and sampling are tested above).
+@pytest.mark.slow
 def test_a_short_run_beats_the_uniform_likelihood_and_samples(tmp_path):
   """The smoke config (class-conditional) trained 100 steps on 8 px digits: held-out bits per dimension of log p(x)
   (marginal over the classes) below the independent-pixel model's (uniform: 8) and at least log p(x | label)'s,
