@@ -1254,7 +1254,8 @@ def global_batch(local_batch: dict, sharding) -> dict:
 def train_batches(source, sampler: StepIndexedSampler, sharding, start_step: int, num_steps: int, prefetch: int = 2):
   """Yields (step, global batch) for steps [start_step, num_steps), read ahead on a background thread; a source
   whose batches depend on the step (`HostCrops`) is read with `get_for_step`. Each batch also holds "index", the
-  examples' indices in the source (DeepCluster-v2's memory bank is kept by example)."""
+  examples' indices in the source (DeepCluster-v2's memory bank is kept by example). With `sharding` None the
+  batches stay this host's numpy arrays (launch/bench_input.py)."""
   slots: queue.Queue = queue.Queue(maxsize=prefetch)
   stop = threading.Event()
 
@@ -1263,7 +1264,8 @@ def train_batches(source, sampler: StepIndexedSampler, sharding, start_step: int
       for step in range(start_step, num_steps):
         indices = sampler.process_indices(step)
         local = source.get_for_step(indices, step) if hasattr(source, "get_for_step") else source.get(indices)
-        batch = global_batch({**local, "index": np.asarray(indices, np.int32)}, sharding)
+        batch = {**local, "index": np.asarray(indices, np.int32)}
+        batch = batch if sharding is None else global_batch(batch, sharding)
         while not stop.is_set():
           try:
             slots.put((step, batch), timeout=0.1)
