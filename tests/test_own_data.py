@@ -280,7 +280,7 @@ def test_bilinear_crops_equal_tf_image_resize_and_area_crops_the_block_means():
 def test_every_image_mode_decodes_as_pil_reads_it_with_the_crop_folded_into_a_jpeg_decode(mode):
   """Each mode gives the crop of what PIL decodes (libjpeg-turbo through simplejpeg for plain JPEGs, PIL for the
   rest), converted as `data._convert` does (16-bit scaled, not clipped), in gray and RGB. A JPEG crop much larger
-  than its output is decoded at a DCT scale (1/8 to 8/8) and stays within JPEG-scaling error of the full decode."""
+  than its output is decoded at a DCT scale (1/2, 1/4 or 1/8) and stays within JPEG-scaling error of the full decode."""
   kind, fmt = mode.split()
   if kind == "I;16":
     image = Image.fromarray((np.mgrid[:60, :80][0] * 1000).astype(np.uint16))
