@@ -38,6 +38,7 @@ def get_config(arg: str = ""):
     center_crop=1.0,
     host_crops=False,
     host_resize="bilinear",  # With host_crops: tf.image.resize's (no antialiasing), as SimCLR's tf.data pipeline.
+    worker_processes=0,  # Training batches read in this process's threads; > 0: also in that many processes.
   )
   config.model = dict(name="resnet", depth=18, width=0.25, small_stem=True)
   config.simclr = dict(

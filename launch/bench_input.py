@@ -2,7 +2,7 @@ r"""How fast one host turns JPEGs into training crops: ours (`ssljax.data`: libj
 through simplejpeg, OpenCV's resize, PIL only for what that path cannot read) against tf.data (the baseline;
 TensorFlow from the `prepare` extra), on the same synthetic ImageNet-sized JPEGs and the same crop boxes, in one run.
 
-  python -m launch.bench_input [--images 512] [--size 224]
+  python -m launch.bench_input [--images 512] [--size 224] [--worker_processes 0]
 
 Three stages, each ours against tf.data doing the same work with the same kind of resize (named in each row):
 1. decode alone (the full image): `simplejpeg.decode_jpeg` / `tf.io.decode_jpeg`, one core;
@@ -10,10 +10,11 @@ Three stages, each ours against tf.data doing the same work with the same kind o
    `tf.image.resize`, one core, with the bilinear resize both sides use by default (no antialiasing: tf.data's
    default, SimCLR's and BYOL's pipelines) and with an antialiased area resize (`resize="area"` /
    `method="area"`), and to 96 px (multi-crop's local views: ours decodes crops of 192+ px at 1/2 DCT scale);
-3. the training source end to end on every core of the host: `data.train_batches` over `data.HostCrops` of a
-   folder of JPEG files (its header pass, its crop boxes, the decode, uint8 crops, the read-ahead thread; batches
-   kept on the host) / a tf.data map over the same files (read, header, `sample_distorted_bounding_box`,
-   decode with the crop, resize, uint8) with as many threads, batched.
+3. the training source end to end on every core of the host, in batches of 64: `data.train_batches` over
+   `data.HostCrops` of a folder of JPEG files (its header pass, its crop boxes, the decode, uint8 crops, grain's
+   loader threads; batches kept on the host), and with `--worker_processes N` also in N of grain's worker
+   processes / a tf.data map over the same files (read, header, `sample_distorted_bounding_box`, decode with the
+   crop, resize, uint8) with as many threads as cores.
 One core: ours in one thread / a tf.data map with a private pool of one thread and intra-op parallelism 1.
 "x tf.data" is the per-core rate over tf.data's in the row it is measured against.
 """
@@ -97,20 +98,26 @@ def ours_one_core(encoded, boxes, size: int) -> dict:
   }
 
 
-def ours_training_source(folder: str, count: int, size: int) -> float:
+BATCH = 64  # Images per step in the training-source rows (tf.data's batch too).
+
+
+def ours_training_source(folder: str, count: int, size: int, worker_processes: int = 0) -> float:
   """`data.train_batches` over `data.HostCrops` of the folder (as `dataset.host_crops` trains: the header pass,
-  crop boxes from `augment.crop_box`, the decode, the read-ahead thread), one view per image, batches of `count`
-  left on the host (no device transfer, as tf.data's row)."""
+  crop boxes from `augment.crop_box`, the decode, grain's loader), one view per image, batches of `BATCH` left on
+  the host (no device transfer, as tf.data's row)."""
   from ssljax.augment import AugmentConfig
 
   crops = data.HostCrops(data.FolderSource(folder, "train", size, 3), (AugmentConfig(size=size),), seed=0, channels=3)
-  sampler = data.StepIndexedSampler(count, count, seed=0)
+  sampler = data.StepIndexedSampler(count, BATCH, seed=0)
+  steps = PASSES * sampler.steps_per_epoch
   for _ in data.train_batches(crops, sampler, None, 0, 2):  # Compiles the box sampler; untimed.
     pass
-  start = time.perf_counter()  # From the pipeline's start: it reads ahead from its first step on.
-  for _ in data.train_batches(crops, sampler, None, 2, PASSES + 2):
+  batches = data.train_batches(crops, sampler, None, 1, steps + 2, worker_processes=worker_processes)
+  next(batches)  # The steady rate, from the first batch on (worker processes start in seconds).
+  start = time.perf_counter()
+  for _ in batches:
     pass
-  return PASSES * count / (time.perf_counter() - start)
+  return steps * BATCH / (time.perf_counter() - start)
 
 
 def tf_rates(encoded, boxes, paths, size: int, cores: int) -> dict:
@@ -125,7 +132,7 @@ def tf_rates(encoded, boxes, paths, size: int, cores: int) -> dict:
   def rate(dataset, threads: int, count: int, batch: bool = True) -> float:
     dataset = dataset.repeat(PASSES)
     if batch:  # As training reads it: no per-image round trip to Python (full images differ in shape: unbatched).
-      dataset = dataset.batch(64)
+      dataset = dataset.batch(BATCH)
     options = tf.data.Options()
     options.threading.private_threadpool_size = threads
     options.threading.max_intra_op_parallelism = 1
@@ -177,6 +184,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--images", type=int, default=512)
   parser.add_argument("--size", type=int, default=224)
+  parser.add_argument("--worker_processes", type=int, default=0, help="> 0: also a row with this many processes")
   args = parser.parse_args()
   encoded = synthetic_jpegs(args.images)
   boxes = crop_boxes(encoded)
@@ -194,10 +202,13 @@ def main():
       with open(path, "wb") as f:
         f.write(data_)
     ours["training source", "bilinear"] = (cores, ours_training_source(folder, len(encoded), args.size))
+    if args.worker_processes:
+      rate = ours_training_source(folder, len(encoded), args.size, args.worker_processes)
+      ours[f"training source, {args.worker_processes} processes", "bilinear"] = (cores, rate)
     baseline = tf_rates(encoded, boxes, paths, args.size, cores)
   print(f"{'stage':24s} {'resize':9s} {'cores':>5s} {'tf.data /s':>11s} {'ours /s':>9s} {'x tf.data':>10s}")
   for (stage, resize), (workers, rate) in ours.items():
-    theirs = baseline.get((stage, resize))
+    theirs = baseline.get((stage.split(",")[0], resize))  # The processes row: against tf.data's training source.
     theirs_text = f"{theirs:11.0f}" if theirs else f"{'(no TF)':>11s}"
     ratio = f"{rate / theirs:10.2f}" if theirs else f"{'-':>10s}"
     print(f"{stage:24s} {resize:9s} {workers:5d} {theirs_text} {rate:9.0f} {ratio}")

@@ -76,7 +76,8 @@ def random_init_variables(trainer: Trainer, initial_variables: dict, train_sourc
 
   def images(b):
     indices = np.arange(b * batch_size, (b + 1) * batch_size).reshape(jax.process_count(), -1)[jax.process_index()]
-    return to_encoder(data.model_input(data.global_batch(train_source.get(indices), trainer.batch_sharding)))
+    local = data.read_examples(train_source, indices)
+    return to_encoder(data.model_input(data.global_batch(local, trainer.batch_sharding)))
 
   variables = encoder_variables(initial_variables)
   batches = (images(b) for b in range(min(MAX_STATISTICS_BATCHES, len(train_source) // max(batch_size, 1))))

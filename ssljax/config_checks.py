@@ -202,6 +202,7 @@ SCHEMA = {
     "center_crop": Optional(NUMBER),  # Images: shorter side to image_size / center_crop, centre crop (0.875: ImageNet).
     "host_crops": Optional(bool),  # The train step's views cut on the host from the full images (tfds, "folder").
     "host_resize": Optional(str),  # Their resize: "bilinear" (tf.image.resize's, no antialiasing) or "area".
+    "worker_processes": Optional(int),  # > 0: training batches read in that many processes (data.load_in_order).
     # batch["text"]: "label_templates" (synthetic captions of the labels) or "feature" (a tfds dataset's own
     # `caption_feature`, e.g. "captions/text" of coco_captions); see data.CaptionedSource.
     "captions": Optional(str),
@@ -483,6 +484,13 @@ def validate(config):
   if not 0 < config.dataset.get("center_crop", 1.0) <= 1:
     raise ConfigError(f"config.dataset.center_crop: {config.dataset.center_crop} is not a fraction in (0, 1]")
   require_choice(config.dataset.get("host_resize", "bilinear"), data.HOST_RESIZES, "config.dataset.host_resize")
+  if config.dataset.get("worker_processes", 0) < 0:
+    raise ConfigError(f"config.dataset.worker_processes: {config.dataset.worker_processes} is negative (0: none)")
+  if config.dataset.get("worker_processes") and data.is_text(config.dataset):
+    raise ConfigError(
+      "config.dataset.worker_processes: text is read from its token file in the training process (0 here); each"
+      " worker would receive a copy of it"
+    )
   if config.dataset.get("host_crops") and config.dataset.name in ("digits", "sample_photos", "npz"):
     raise ConfigError(
       f"config.dataset.host_crops: {config.dataset.name!r} holds no full-size images to crop (a tfds or 'folder' "

@@ -18,7 +18,9 @@ Text datasets give {"text": int32 [B, L] packed token sequences (`text.pack`), "
 
 The batch of step s is a pure function of (seed, s): epoch e = s // steps_per_epoch reads a permutation drawn
 from (seed, e). Resuming at step s therefore replays exactly the batches of an uninterrupted run, with no
-iterator state to checkpoint. Each process reads only its own contiguous slice of every global batch.
+iterator state to checkpoint. Each process reads only its own contiguous slice of every global batch. Batches are
+read by grain (`load_batches`): chunks of `LOADER_CHUNK` examples in the threads of the training process or in
+worker processes, joined in order.
 """
 
 import concurrent.futures
@@ -38,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
+from absl import flags, logging
 
 from ssljax.config import ConfigError, require_choice
 
@@ -246,26 +248,21 @@ class TfdsSource:
     self.num_classes = features["label"].num_classes if labelled else 0
     self.class_names = tuple(n.replace("_", " ") for n in features["label"].names) if labelled else None
     self._size, self._center_crop = size, center_crop
-    self._pool = concurrent.futures.ThreadPoolExecutor(8)
-    self._encoded_source = None
+    self._encoded_source = None  # Made here, not on first use: the loader's threads would race to make it.
     if isinstance(features["image"], tfds.features.Image):  # Encoded JPEG/PNG: `encoded` reads them undecoded.
       decoders = {"image": tfds.decode.SkipDecoding()}
-      self._encoded_source = functools.partial(
-        tfds.data_source, name, split=split, data_dir=data_dir, download=False, decoders=decoders
-      )
+      self._encoded_source = tfds.data_source(name, split=split, data_dir=data_dir, download=False, decoders=decoders)
 
   def __len__(self):
     return len(self._source)
 
   def encoded(self, index: int):
     """(the full image of example `index`: its JPEG/PNG bytes, or uint8 [H, W, C] when stored decoded, label)."""
-    if callable(self._encoded_source):
-      self._encoded_source = self._encoded_source()
     record = (self._encoded_source or self._source)[index]
     return record["image"], int(record["label"])
 
   def get(self, indices):
-    records = list(self._pool.map(self._source.__getitem__, [int(i) for i in indices]))
+    records = [self._source[int(i)] for i in indices]  # In one of the loader's threads (`load_batches`).
     images = preprocess([np.asarray(r["image"]) for r in records], self._size, self._center_crop)
     batch = {"image": images, "label": np.array([r.get("label", -1) for r in records], np.int32)}
     if self._caption_path:  # Every example's captions, a list of strings (not an array: `CaptionedSource` reads it).
@@ -570,7 +567,8 @@ def _decode(path: str, size: int, channels: int, center_crop: float = 1.0) -> np
 class FolderSource:
   """Your own images: `data_dir/SPLIT/` holding PNG/JPEG files, either flat (unlabelled) or in one subdirectory
   per class (ImageNet layout; classes numbered in the sorted order of the training split's subdirectories).
-  Decoded on the host (a thread pool), resized (shorter side to size / center_crop) and centre-cropped to `size`.
+  Decoded on the host (in the loader's threads, `load_batches`), resized (shorter side to size / center_crop) and
+  centre-cropped to `size`.
 
   Attributes: files (paths, sorted), labels (int32, -1 when unlabelled), classes (names), num_classes (0 when
   unlabelled), data_dir."""
@@ -611,7 +609,6 @@ class FolderSource:
     self.num_classes = len(self.classes)
     self.data_dir = data_dir
     self._size, self._channels, self._center_crop = size, channels, center_crop
-    self._pool = concurrent.futures.ThreadPoolExecutor(8)
 
   def _readable(self, found, size: int, channels: int):
     def readable(entry):
@@ -637,7 +634,7 @@ class FolderSource:
 
   def get(self, indices):
     decode = functools.partial(_decode, size=self._size, channels=self._channels, center_crop=self._center_crop)
-    images = np.stack(list(self._pool.map(decode, [self.files[int(i)] for i in indices])))
+    images = np.stack([decode(self.files[int(i)]) for i in indices])  # In one of the loader's threads.
     return {"image": images.astype(np.float32) / 255.0, "label": self.labels[np.asarray(indices)]}
 
 
@@ -675,7 +672,6 @@ class TarShardSource:
       self._pairs += self._index(shard)
     if not self._pairs:
       raise ConfigError(f"config.dataset.data_dir: no image-caption pairs in the shards of {root}")
-    self._pool = concurrent.futures.ThreadPoolExecutor(8)
 
   def _index(self, shard: str) -> list:
     """[(shard, image (offset, size), caption (offset, size))] of one shard, in the order of its members."""
@@ -734,7 +730,7 @@ class TarShardSource:
     return pixels.reshape(*pixels.shape[:2], self._channels), caption
 
   def get(self, indices):
-    images, captions = zip(*self._pool.map(self._read, [int(i) for i in indices]), strict=True)
+    images, captions = zip(*[self._read(int(i)) for i in indices], strict=True)  # In one of the loader's threads.
     return {
       "image": preprocess(list(images), self._size, self._center_crop),
       "label": np.full(len(captions), -1, np.int32),
@@ -756,13 +752,14 @@ class ProcessSampler:
   def steps_per_epoch(self) -> int:
     return self.num_examples // self.batch_size
 
-  def process_indices(self, step: int) -> np.ndarray:
+  def process_indices(self, step: int, process=None) -> np.ndarray:
+    """(`process` is ignored: this sampler is its process's own.)"""
     if self.steps_per_epoch == 0:
       raise ConfigError(
         f"config.batch_size: this process's {self.batch_size} is more than its {self.num_examples} pairs"
       )
     epoch, position = divmod(step, self.steps_per_epoch)
-    order = np.random.default_rng([self.seed, self.process_index, epoch]).permutation(self.num_examples)
+    order = epoch_order(self.num_examples, self.seed, self.process_index, epoch)
     return order[position * self.batch_size : (position + 1) * self.batch_size]
 
 
@@ -1114,11 +1111,20 @@ class StepIndexedSampler:
         f"config.batch_size: {self.global_batch_size} is larger than the dataset ({self.num_examples} examples)"
       )
     epoch, position = divmod(step, self.steps_per_epoch)
-    order = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+    order = epoch_order(self.num_examples, self.seed, epoch)
     return order[position * self.global_batch_size : (position + 1) * self.global_batch_size]
 
-  def process_indices(self, step: int) -> np.ndarray:
-    return process_slice(self.global_indices(step))
+  def process_indices(self, step: int, process=None) -> np.ndarray:
+    return process_slice(self.global_indices(step), process)
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(num_examples: int, *seed_words: int) -> np.ndarray:
+  """The permutation of an epoch drawn from `seed_words`, kept for the steps that read it (every chunk of every step
+  of the epoch asks for it; ImageNet's takes ~20 ms to draw). Read-only."""
+  order = np.random.default_rng(list(seed_words)).permutation(num_examples)
+  order.flags.writeable = False
+  return order
 
 
 def num_examples(source) -> int:
@@ -1132,11 +1138,17 @@ def train_sampler(source, global_batch_size: int, seed: int):
   return own(global_batch_size, seed) if own else StepIndexedSampler(len(source), global_batch_size, seed)
 
 
-def process_slice(global_indices: np.ndarray) -> np.ndarray:
-  """This process's contiguous slice of a global batch's indices."""
-  per_process = len(global_indices) // jax.process_count()
-  start = jax.process_index() * per_process
-  return global_indices[start : start + per_process]
+def this_process() -> tuple[int, int]:
+  """(this process's index, the number of processes): taken in the training process, since the loader's worker
+  processes (`load_in_order`) run no `jax.distributed` and would see (0, 1)."""
+  return jax.process_index(), jax.process_count()
+
+
+def process_slice(global_indices: np.ndarray, process=None) -> np.ndarray:
+  """Process `process`'s ((index, count), default: this one's) contiguous slice of a global batch's indices."""
+  index, count = process or this_process()
+  per_process = len(global_indices) // count
+  return global_indices[index * per_process : (index + 1) * per_process]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1148,9 +1160,9 @@ class OrderSampler:
   first_step: int
   global_batch_size: int
 
-  def process_indices(self, step: int) -> np.ndarray:
+  def process_indices(self, step: int, process=None) -> np.ndarray:
     start = (step - self.first_step) * self.global_batch_size
-    return process_slice(self.order[start : start + self.global_batch_size])
+    return process_slice(self.order[start : start + self.global_batch_size], process)
 
 
 class HostCrops:
@@ -1162,7 +1174,8 @@ class HostCrops:
   every view. The device then runs the rest of each view's augmentation (`augment.augment_view`).
 
   `get_for_step(indices, step)` -> {"crops": (uint8 [N, size, size, C] per view), "label"}: uint8, a quarter of
-  float32's bytes to copy to the device, which converts them (converting on the host took 40% of its time)."""
+  float32's bytes to copy to the device, which converts them (converting on the host took 40% of its time). An
+  example's crops do not depend on the others in its call: the loader (`load_batches`) cuts a step in chunks."""
 
   def __init__(self, source, views, seed: int, channels: int, resize: str = "bilinear"):
     full_images = source.source if isinstance(source, SubsetSource) else source
@@ -1170,8 +1183,6 @@ class HostCrops:
       raise ConfigError("config.dataset.host_crops: needs full-size images (a tfds or 'folder' dataset)")
     self.source, self.num_classes = source, source.num_classes
     self._views, self._seed, self._channels, self._resize = tuple(views), seed, channels, resize
-    self._threads = max(8, os.cpu_count() or 1)  # More threads than cores hide file reads' latency.
-    self._pool = concurrent.futures.ThreadPoolExecutor(self._threads)
 
   def __len__(self):
     return len(self.source)
@@ -1199,27 +1210,15 @@ class HostCrops:
 
   def get_for_step(self, indices, step: int) -> dict:
     indices = [int(i) for i in indices]
-    images, names, labels, sizes = zip(*self._map(self._read, indices), strict=True)
+    images, names, labels, sizes = zip(*[self._read(index) for index in indices], strict=True)
     heights, widths = zip(*sizes, strict=True)
     boxes = self.boxes(step, indices, heights, widths)
     crops = tuple(np.empty((len(indices), v.size, v.size, self._channels), np.uint8) for v in self._views)
 
-    def cut(job):
-      view, example = job
-      size, channels, resize = self._views[view].size, self._channels, self._resize
-      box, name, out = boxes[example, view], names[example], crops[view][example]
-      decode_crop_resize(images[example], box, size, channels, resize, name, out)
-
-    self._map(cut, [(view, example) for view in range(len(self._views)) for example in range(len(indices))])
+    for view, (config, out) in enumerate(zip(self._views, crops, strict=True)):
+      for example, (image, name) in enumerate(zip(images, names, strict=True)):
+        decode_crop_resize(image, boxes[example, view], config.size, self._channels, self._resize, name, out[example])
     return {"crops": crops, "label": np.array(labels, np.int32)}
-
-  def _map(self, function, items: list) -> list:
-    """[function(item) for item in items] on the thread pool, one task per contiguous chunk: a task per image cost
-    a third of the decoding's time (measured)."""
-    bounds = np.linspace(0, len(items), 4 * self._threads + 1).astype(int)
-    spans = zip(bounds[:-1], bounds[1:], strict=True)
-    chunks = self._pool.map(lambda span: [function(item) for item in items[span[0] : span[1]]], spans)
-    return [result for chunk in chunks for result in chunk]
 
 
 def views_source(source, config, crops, seed: int):
@@ -1251,32 +1250,135 @@ def global_batch(local_batch: dict, sharding) -> dict:
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
 
 
-def train_batches(source, sampler: StepIndexedSampler, sharding, start_step: int, num_steps: int, prefetch: int = 2):
-  """Yields (step, global batch) for steps [start_step, num_steps), read ahead on a background thread; a source
-  whose batches depend on the step (`HostCrops`) is read with `get_for_step`. Each batch also holds "index", the
-  examples' indices in the source (DeepCluster-v2's memory bank is kept by example). With `sharding` None the
-  batches stay this host's numpy arrays (launch/bench_input.py)."""
+# Twice this process's cores: 2,660 images/s of host crops on 2 cores against 2,340 with 8 threads (measured,
+# launch/bench_input.py), the spare threads covering file reads.
+LOADER_THREADS = 2 * len(os.sched_getaffinity(0))
+LOADER_CHUNK = 32  # Examples per unit of the loader's work: its buffers hold chunks of a batch, not whole batches.
+
+
+def _cpu_only_jax(worker_index: int, worker_count: int):
+  """A loader worker process computes on the CPU (crop boxes) and must not open the accelerators the training
+  process holds."""
+  del worker_index, worker_count
+  jax.config.update("jax_platforms", "cpu")
+
+
+def load_in_order(read, keys, worker_processes: int = 0, ahead: int = 2):
+  """Yields read(key) for each of `keys` (a sequence) in order, computed ahead by grain (google/grain, what MaxText
+  and NVIDIA's JAX toolbox feed accelerators with): `LOADER_THREADS` keys at once (the JPEG decoder, OpenCV and file
+  reads release the GIL) with `ahead` more results buffered, in this process; or, with `worker_processes` > 0, in
+  that many spawned processes taking every n-th key, each with its share of the threads (for hosts where the Python
+  between the decodes is the limit; `read` and what it reads must pickle, and grain passes the arrays through
+  /dev/shm). A key's result never depends on which thread or process computed it. An error in `read` is raised
+  here as it was raised there, after the results of the keys before it."""
+  import grain  # Imported here: sources are built and tested without it.
+
+  threads = max(2, LOADER_THREADS // max(1, worker_processes))
+  options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=threads + ahead)
+  dataset = grain.MapDataset.source(keys).map(read).to_iter_dataset(options)
+  if worker_processes:
+    if not flags.FLAGS.is_parsed():  # grain's process pool reads its absl flags; a program without absl's parsing
+      flags.FLAGS.mark_as_parsed()  # (a notebook, pytest, a library user) leaves them at their defaults.
+    options = grain.MultiprocessingOptions(num_workers=worker_processes)
+    dataset = dataset.mp_prefetch(options, worker_init_fn=_cpu_only_jax)
+  iterator = iter(dataset)
+  try:
+    yield from iterator
+  finally:
+    if hasattr(iterator, "close"):  # Stops the worker processes now, not at garbage collection.
+      iterator.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chunks:
+  """The loader's units of work for batches of `batch_size` examples: element i is (key, start, stop), chunk
+  i % n of batch `keys[i // n]`, of `chunk` examples."""
+
+  keys: object  # A sequence.
+  batch_size: int
+  chunk: int
+
+  @property
+  def per_batch(self) -> int:
+    return max(1, math.ceil(self.batch_size / self.chunk))
+
+  def __len__(self):
+    return len(self.keys) * self.per_batch
+
+  def __getitem__(self, position: int) -> tuple:
+    batch, chunk = divmod(position, self.per_batch)
+    return self.keys[batch], chunk * self.chunk, min((chunk + 1) * self.chunk, self.batch_size)
+
+
+def load_batches(read, keys, batch_size: int, worker_processes: int = 0):
+  """Yields (key, batch) for each of `keys`: the batch's examples [0, batch_size) read as chunks of `LOADER_CHUNK`,
+  read((key, start, stop)), by `load_in_order` (the chunks of one batch and of the next at once, a batch ahead) and
+  joined (`concatenate`). Chunks keep the buffers small: whole batches of ImageNet crops, one per thread, would
+  hold tens of GB."""
+  chunks = _Chunks(keys, batch_size, LOADER_CHUNK)
+  parts = []
+  for number, part in enumerate(load_in_order(read, chunks, worker_processes, ahead=chunks.per_batch)):
+    parts.append(part)
+    if len(parts) == chunks.per_batch:
+      yield keys[number // chunks.per_batch], concatenate(parts)
+      parts = []
+
+
+def concatenate(parts: list):
+  """One batch of the batches `parts` (dicts of arrays, tuples of arrays such as HostCrops' "crops", and lists of
+  per-example values such as captions), joined along the examples."""
+  first = parts[0]
+  if isinstance(first, dict):
+    return {key: concatenate([part[key] for part in parts]) for key in first}
+  if isinstance(first, tuple):
+    return tuple(concatenate(list(same)) for same in zip(*parts, strict=True))
+  if isinstance(first, list):
+    return [example for part in parts for example in part]
+  return np.concatenate(parts)
+
+
+def _step_chunk(source, sampler, process, chunk: tuple) -> dict:
+  """Examples [start, stop) of this process's batch of the step, chunk = (step, start, stop), with "index": their
+  indices in the source. `process`: (index, count), taken in the training process (`this_process`)."""
+  step, start, stop = chunk
+  indices = sampler.process_indices(step, process)[start:stop]
+  local = source.get_for_step(indices, step) if hasattr(source, "get_for_step") else source.get(indices)
+  return {**local, "index": np.asarray(indices, np.int32)}
+
+
+def train_batches(
+  source, sampler, sharding, start_step: int, num_steps: int, prefetch: int = 2, worker_processes: int = 0
+):
+  """Yields (step, global batch) for steps [start_step, num_steps): each step's batch read by `load_batches`
+  (`worker_processes` as there), then put on the devices `prefetch` steps ahead by a background thread. A source
+  whose batches depend on the step (`HostCrops`, whose crops of an example are the same in any chunk) is read with
+  `get_for_step`. Each batch also holds "index", the examples' indices in the source (DeepCluster-v2's memory bank
+  is kept by example). With `sharding` None the batches stay this host's numpy arrays (launch/bench_input.py)."""
   slots: queue.Queue = queue.Queue(maxsize=prefetch)
   stop = threading.Event()
+  steps = range(start_step, num_steps)
+
+  def put(item) -> bool:
+    """Hands `item` to the consumer; False once the consumer has stopped."""
+    while not stop.is_set():
+      try:
+        slots.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
 
   def produce():
     try:
-      for step in range(start_step, num_steps):
-        indices = sampler.process_indices(step)
-        local = source.get_for_step(indices, step) if hasattr(source, "get_for_step") else source.get(indices)
-        batch = {**local, "index": np.asarray(indices, np.int32)}
-        batch = batch if sharding is None else global_batch(batch, sharding)
-        while not stop.is_set():
-          try:
-            slots.put((step, batch), timeout=0.1)
-            break
-          except queue.Full:
-            continue
-        if stop.is_set():
+      process = this_process()
+      batch_size = len(sampler.process_indices(start_step, process)) if steps else 0
+      read = functools.partial(_step_chunk, source, sampler, process)
+      for step, batch in load_batches(read, steps, batch_size, worker_processes):
+        if not put((step, batch if sharding is None else global_batch(batch, sharding))):
           return
     except Exception as error:  # Surfaced in the consumer, not lost in the thread.
-      slots.put(error)
-    slots.put(None)
+      put(error)
+    put(None)
 
   thread = threading.Thread(target=produce, daemon=True)
   thread.start()
@@ -1289,14 +1391,35 @@ def train_batches(source, sampler: StepIndexedSampler, sharding, start_step: int
     stop.set()
 
 
+def _eval_chunk(source, batch_size: int, process, chunk: tuple):
+  """Examples [start, stop) of this process's share of the evaluation batch at example `first`, chunk = (first,
+  start, stop); past the split's end, example 0 pads it."""
+  first, start, stop = chunk
+  index, count = process
+  indices = np.arange(first, first + batch_size)
+  indices = np.where(indices < len(source), indices, 0)
+  per_process = batch_size // count
+  return source.get(indices[index * per_process : (index + 1) * per_process][start:stop])
+
+
 def eval_batches(source, batch_size: int, sharding):
-  """Yields (global batch, number of real examples) covering `source` once in order; the last batch is padded
-  by repeating example 0 so every batch has the same shape (one compilation)."""
-  num = len(source)
-  per_process = batch_size // jax.process_count()
-  for start in range(0, num, batch_size):
-    indices = np.arange(start, start + batch_size)
-    valid = int(min(batch_size, num - start))
-    indices = np.where(indices < num, indices, 0)
-    local = indices[jax.process_index() * per_process : (jax.process_index() + 1) * per_process]
-    yield global_batch(source.get(local), sharding), valid
+  """Yields (global batch, number of real examples) covering `source` once in order, read by `load_batches`; the
+  last batch is padded by repeating example 0 so every batch has the same shape (one compilation)."""
+  process = this_process()
+  read = functools.partial(_eval_chunk, source, batch_size, process)
+  per_process = batch_size // process[1]
+  for first, local in load_batches(read, range(0, len(source), batch_size), per_process):
+    yield global_batch(local, sharding), int(min(batch_size, len(source) - first))
+
+
+def _indexed_chunk(source, indices, chunk: tuple):
+  _, start, stop = chunk
+  return source.get(indices[start:stop])
+
+
+def read_examples(source, indices) -> dict:
+  """source.get(indices) for many indices at once (a classifier's training images, a test split), in chunks by
+  `load_batches`."""
+  indices = np.asarray(indices)
+  read = functools.partial(_indexed_chunk, source, indices)
+  return next(batch for _, batch in load_batches(read, [0], len(indices))) if len(indices) else source.get(indices)

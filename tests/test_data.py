@@ -1,5 +1,9 @@
 """Datasets and the step-indexed sampler: fixed splits, per-epoch permutations, process slices, tfds mock data."""
 
+import multiprocessing
+import re
+import time
+
 import jax
 import ml_collections
 import numpy as np
@@ -144,6 +148,66 @@ def test_host_crops_are_cut_from_the_full_image(bordered_folder):
   assert not np.array_equal(crops.boxes(3, [2], [24], [48]), crops.boxes(4, [2], [24], [48]))
   again = data.HostCrops(bordered_folder, views, seed=0, channels=3).get_for_step(np.arange(4), 7)
   np.testing.assert_array_equal(again["crops"][1], batches[7]["crops"][1])
+
+
+def test_loader_threads_chunks_and_worker_processes_give_the_same_batches(tmp_path, monkeypatch):
+  """grain's loader (`data.load_batches`): host crops of a folder of JPEGs read in chunks of 3 examples (a step of 4
+  in two chunks) are the batches `get_for_step` cuts whole, in step order, with the same crops read one chunk at a
+  time, in two spawned worker processes, and after a resume; a worker reads the share of the process that started
+  it (here process 1 of 2, which the workers, running no jax.distributed, could not know); the workers stop when
+  the consumer does; a truncated JPEG read in a worker process is the same one-line error naming the file."""
+  from PIL import Image
+
+  from ssljax.augment import AugmentConfig
+
+  rng = np.random.default_rng(0)
+  (tmp_path / "train").mkdir()
+  for index in range(12):
+    pixels = rng.integers(0, 256, (20 + index, 30, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "train" / f"{index}.jpg", quality=90)
+  views = (AugmentConfig(size=8), AugmentConfig(size=6, crop_scale=(0.05, 0.4)))
+  crops = data.HostCrops(data.FolderSource(str(tmp_path), "train", 8, 3), views, seed=0, channels=3)
+  sampler = data.StepIndexedSampler(len(crops), 4, seed=0)
+  monkeypatch.setattr(data, "LOADER_CHUNK", 3)
+
+  def batches(start=0, **kwargs):
+    return [(step, batch) for step, batch in data.train_batches(crops, sampler, None, start, 7, **kwargs)]
+
+  def assert_batches(expected_indices, got):
+    for step, batch in got:
+      indices = expected_indices(step)
+      np.testing.assert_array_equal(batch["index"], indices)
+      for crop, whole in zip(batch["crops"], crops.get_for_step(indices, step)["crops"], strict=True):
+        np.testing.assert_array_equal(crop, whole)
+
+  several = batches()
+  assert [step for step, _ in several] == list(range(7))
+  assert len({batch["crops"][0].tobytes() for _, batch in several}) == 7  # Every step is cut anew.
+  resumed = batches(start=4)
+  assert [step for step, _ in resumed] == [4, 5, 6]
+  in_workers = batches(worker_processes=2)
+  monkeypatch.setattr(data, "LOADER_THREADS", 1)
+  one_at_a_time = batches()
+  for got in (several, resumed, in_workers, one_at_a_time):
+    assert_batches(sampler.process_indices, got)
+  monkeypatch.setattr(data, "this_process", lambda: (1, 2))
+  second_process = batches(worker_processes=1)
+  assert_batches(lambda step: sampler.global_indices(step)[2:], second_process)
+  monkeypatch.setattr(data, "this_process", lambda: (0, 1))
+  for _ in data.train_batches(crops, sampler, None, 0, 1000, worker_processes=2):
+    break  # The training loop stops early (a NaN streak, a preemption): the worker processes stop with it.
+  deadline = time.monotonic() + 30
+  while multiprocessing.active_children() and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert not multiprocessing.active_children()
+
+  intact = (tmp_path / "train" / "5.jpg").read_bytes()
+  (tmp_path / "train" / "5.jpg").write_bytes(intact[: len(intact) * 3 // 5])  # Its header intact, its data cut.
+  truncated = data.HostCrops(data.FolderSource(str(tmp_path), "train", 8, 3), views, seed=0, channels=3)
+  message = f"config.dataset: cannot read image {tmp_path / 'train' / '5.jpg'} "
+  with pytest.raises(ConfigError, match=re.escape(message)) as raised:
+    list(data.train_batches(truncated, data.StepIndexedSampler(12, 12, 0), None, 0, 1, worker_processes=1))
+  assert "\n" not in str(raised.value)
 
 
 @pytest.mark.parametrize("host_crops", [True, False])

@@ -55,7 +55,7 @@ def test_host_crops_read_the_full_stored_images(tiny_data_dir):
   source = data.load_source(config, "train")
   image, label = source.encoded(3)
   assert image.shape == (tiny_tfds.SIDE, tiny_tfds.SIDE, 1) and label == source.get(np.array([3]))["label"][0]
-  # More examples than the thread pool's chunks, two views of two sizes, both resizes: every crop in its place.
+  # Two views of two sizes, both resizes, cut whole and by the loader in chunks: every crop in its place.
   views, indices = (AugmentConfig(size=6), AugmentConfig(size=4, crop_scale=(0.1, 0.5))), np.arange(40)[::-1]
   for resize in data.HOST_RESIZES:
     crops = data.HostCrops(source, views, seed=0, channels=1, resize=resize)
@@ -66,6 +66,11 @@ def test_host_crops_read_the_full_stored_images(tiny_data_dir):
         expected = data.decode_crop_resize(source.encoded(index)[0], boxes[example, view], size, 1, resize)
         np.testing.assert_array_equal(batch["crops"][view][example], expected)
     np.testing.assert_array_equal(batch["label"], source.get(indices)["label"])
+    sampler = data.StepIndexedSampler(len(source), 40, seed=0)
+    [(_, loaded)] = data.train_batches(crops, sampler, None, 2, 3)  # Chunks of 32 and 8 in grain's threads.
+    whole = crops.get_for_step(sampler.process_indices(2), step=2)
+    for view in range(2):
+      np.testing.assert_array_equal(loaded["crops"][view], whole["crops"][view])
 
 
 def test_a_run_found_through_the_environment_records_its_data_dir(tiny_data_dir, tmp_path, monkeypatch):

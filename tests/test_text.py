@@ -220,6 +220,7 @@ def test_analogies_by_3cosadd_on_hand_made_vectors():
     (lambda c: c.text.__delitem__("width"), "config.text.width: missing"),
     (lambda c: c.update(eval_baselines=("raw_pixels",)), "config.eval_baselines"),
     (lambda c: c.evals.update(z=dict(type="zero_shot")), "config.evals.z: zero_shot evaluates images"),
+    (lambda c: c.dataset.update(worker_processes=2), "config.dataset.worker_processes: text is read from its token"),
   ],
 )
 def test_text_config_errors_name_the_key(change, message):

@@ -60,7 +60,7 @@ def run(context, num_images: int = 16, paired_test: bool = False, keeps_class: b
       name = f"cycle_l1_{source}" if setting == "cycle_l1" else f"{direction}_{setting}"
       results[f"{NAME}/{features}/{name}"] = value / start
     if labelled:
-      target_test = tests[target].get(np.arange(len(tests[target])))
+      target_test = data.read_examples(tests[target], np.arange(len(tests[target])))
       accuracy = np.mean(classify[target](target_test["image"]).argmax(-1) == target_test["label"])
       results[f"{NAME}/real_test/{direction}_classifier_accuracy"] = float(accuracy)
     rows.append(shown)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax import paths
+from ssljax import data, paths
 from ssljax.config import ConfigError
 from ssljax.evaluators.reconstruction import tile
 from ssljax.evaluators.sample_classes import sample_classes
@@ -29,7 +29,7 @@ def run(context, num_images: int = 16, num_scored: int = 1000, temperature: floa
   size, channels, factor = config.dataset.image_size, config.dataset.channels, config.pixelcnn.super_resolution
   originals = low_res = None
   if factor:  # Conditioned on test images (and their labels).
-    test = context.test_source.get(np.arange(min(len(labels), len(context.test_source))))
+    test = data.read_examples(context.test_source, np.arange(min(len(labels), len(context.test_source))))
     originals, labels = quantize(jnp.asarray(test["image"])), jnp.asarray(test["label"])
     low_res = low_res_of(originals, factor)
 

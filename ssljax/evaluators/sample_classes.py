@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssljax import data
 from ssljax.evaluators.linear_probe import fit_softmax_classifiers
 
 MAX_EXAMPLES = 10_000
@@ -35,7 +36,7 @@ def _flat(images) -> jax.Array:
 def pixel_classifier(source):
   """A softmax classifier fitted to the raw pixels of `source`'s first `MAX_EXAMPLES` images and their labels:
   images [N, H, W, C] in [0, 1] -> class probabilities [N, classes] (numpy)."""
-  train = source.get(np.arange(min(len(source), MAX_EXAMPLES)))
+  train = data.read_examples(source, np.arange(min(len(source), MAX_EXAMPLES)))
   kernels, biases = fit_softmax_classifiers(
     _flat(train["image"]),
     jnp.asarray(train["label"], jnp.int32),
@@ -53,7 +54,7 @@ def sample_classes(context, evaluator: str, samples: np.ndarray) -> dict:
   if not context.train_source.num_classes:
     return {}
   classify = pixel_classifier(context.train_source)
-  test = context.test_source.get(np.arange(min(len(context.test_source), len(samples))))["image"]
+  test = data.read_examples(context.test_source, np.arange(min(len(context.test_source), len(samples))))["image"]
   results = {}
   for name, images in (("ssl", samples), ("real_test", test)):
     results |= {f"{evaluator}/{name}/{k}": v for k, v in class_statistics(classify(images)).items()}

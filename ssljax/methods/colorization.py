@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax import augment, losses, models
+from ssljax import augment, data, losses, models
 from ssljax.config import ConfigError
 from ssljax.config_checks import NUMBER
 from ssljax.methods import Method, refuse_encoder_training
@@ -129,14 +129,14 @@ def rebalancing_weights(
   return p, w / np.sum(p * w)
 
 
-def bin_counts(source, bins: np.ndarray, num_images: int, seed: int, batch_size: int = 256) -> np.ndarray:
+def bin_counts(source, bins: np.ndarray, num_images: int, seed: int) -> np.ndarray:
   """int64 [Q]: the nearest bin of each subsampled pixel's ab, counted over `num_images` examples of `source`
-  (all of them if it has fewer) drawn without replacement by `seed`."""
+  (all of them if it has fewer) drawn without replacement by `seed`, read in the loader's chunks."""
   chosen = np.sort(np.random.default_rng(seed).permutation(len(source))[: min(num_images, len(source))])
   counts = np.zeros(len(bins), np.int64)
   nearest = jax.jit(lambda images: nearest_bin(rgb_to_lab(images[:, ::SUBSAMPLE, ::SUBSAMPLE])[..., 1:], bins))
-  for start in range(0, len(chosen), batch_size):
-    images = source.get(chosen[start : start + batch_size])["image"]
+  read = lambda start: source.get(chosen[start : start + data.LOADER_CHUNK])["image"]  # noqa: E731
+  for images in data.load_in_order(read, range(0, len(chosen), data.LOADER_CHUNK)):
     counts += np.bincount(np.asarray(nearest(jnp.asarray(images))).ravel(), minlength=len(bins))
   return counts
 
