@@ -202,7 +202,9 @@ def train(config, workdir: str, mesh, trainer: Trainer, manager, state, sources,
       step_sampler = data.OrderSampler(order, epoch * period, config.batch_size)
       end = min(end, (epoch + 1) * period)
     workers = config.dataset.get("worker_processes", 0)
-    batches = data.train_batches(views_source, step_sampler, trainer.batch_sharding, first_position, end, 2, workers)
+    batches = data.train_batches(
+      views_source, step_sampler, trainer.batch_sharding, first_position, end, worker_processes=workers
+    )
     bad_streak, previous = 0, None
     for position, new_state, metrics in run_steps(trainer.step, state, batches):
       state, done = new_state, first_step + position - first_position + 1

@@ -223,7 +223,7 @@ def test_supervised_evaluators_cut_their_training_crops_as_pretraining_does(bord
   indices = np.array([3, 1, 2, 0, 3, 1, 2, 0])  # As many as the devices.
   subset = data.SubsetSource(bordered_folder, indices)
   read = []
-  monkeypatch.setattr(data, "train_batches", lambda source, *args: read.append(source) or iter(()))
+  monkeypatch.setattr(data, "train_batches", lambda source, *args, **kwargs: read.append(source) or iter(()))
   settings = {**config.evals.finetune.to_dict(), "batch_size": 8}
   mesh = sharding.make_mesh((("data", jax.device_count()),))
   finetune.train_classifier(finetune.finetune_config(config, 8, settings), mesh, None, subset, seed=0)

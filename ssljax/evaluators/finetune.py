@@ -83,7 +83,7 @@ def train_classifier(config, mesh, init_encoder, train_source, seed: int, traine
   sampler = data.StepIndexedSampler(len(train_source), config.batch_size, seed)
   views = data.views_source(train_source, config, trainer.method.crops, seed)  # Host crops of the full images.
   workers = config.dataset.get("worker_processes", 0)
-  batches = data.train_batches(views, sampler, trainer.batch_sharding, 0, trainer.num_steps, 2, workers)
+  batches = data.train_batches(views, sampler, trainer.batch_sharding, 0, trainer.num_steps, worker_processes=workers)
   for _, new_state, _ in progress_bar(run_steps(trainer.step, state, batches), label, trainer.num_steps):
     state = new_state
   return trainer, {"params": state.params, **state.model_state}
