@@ -37,6 +37,7 @@ def get_config(arg: str = ""):
     skip_bad_files=False,
     center_crop=1.0,
     host_crops=False,
+    worker_processes=0,
     captions="feature",
     caption_feature="captions/text",
   )

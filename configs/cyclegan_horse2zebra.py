@@ -38,6 +38,7 @@ def get_config(arg: str = ""):
       skip_bad_files=False,
       center_crop=1.0,
       host_crops=False,
+      worker_processes=0,
       domain_b=dict(name=name, train_split="trainB", test_split="testB"),
     )
   )

@@ -29,6 +29,7 @@ def get_config(arg: str = ""):
     skip_bad_files=False,
     center_crop=1.0,
     host_crops=False,
+    worker_processes=0,
   )
   config.model = dict(name="vit", variant="Ti", width=None, depth=None, num_heads=None, patch_size=4, pool="cls")
   config.mae = dict(mask_ratio=0.75, norm_pix=True, decoder_width=256, decoder_depth=4, decoder_heads=8)

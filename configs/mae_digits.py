@@ -41,6 +41,7 @@ def get_config(arg: str = ""):
     skip_bad_files=False,
     center_crop=1.0,
     host_crops=False,
+    worker_processes=0,
   )
   config.model = dict(
     name="vit", variant="Ti", width=128, depth=4, num_heads=4, patch_size=4, pool="cls", drop_path=0.0

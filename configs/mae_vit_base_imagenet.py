@@ -34,6 +34,7 @@ def get_config(arg: str = ""):
     # Antialiased (a box filter): the nearest kind here to MAE's torchvision RandomResizedCrop, PIL's bicubic, which
     # widens its kernel when it shrinks.
     host_resize="area",
+    worker_processes=0,  # > 0: batches also read in that many processes (many-core hosts).
   )
   config.model = dict(name="vit", variant="B", width=None, depth=None, num_heads=None, patch_size=16, pool="cls")
   config.mae = dict(mask_ratio=0.75, norm_pix=True, decoder_width=512, decoder_depth=8, decoder_heads=16)

@@ -36,6 +36,7 @@ def get_config(arg: str = ""):
     skip_bad_files=False,
     center_crop=1.0,
     host_crops=False,
+    worker_processes=0,
   )
   config.model = dict(name="resnet", depth=18, width=1.0, small_stem=True, conv_init="simclr")
   config.simclr = dict(

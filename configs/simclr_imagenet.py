@@ -33,6 +33,7 @@ def get_config(arg: str = ""):
     center_crop=0.875,  # Evaluation images: 224 px out of 256, as the papers.
     host_crops=True,  # Views cropped from the full decoded image on the host, as the reference pipelines.
     host_resize="bilinear",  # tf.image.resize's, no antialiasing: SimCLR's tf.data pipeline.
+    worker_processes=0,  # > 0: batches also read in that many processes (many-core hosts).
   )
   config.model = dict(name="resnet", depth=50, width=1.0, small_stem=False, conv_init="simclr")
   # block_size (e.g. 1024): blockwise NT-Xent in shard_map, for global batches where (2N)^2 similarities do not fit.

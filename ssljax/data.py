@@ -428,7 +428,7 @@ def _decode_for_box(encoded, box, size: int, channels: int):
 def _opencv():
   import cv2
 
-  cv2.setNumThreads(1)  # Each of the sources' threads resizes its own images: no nested thread pool.
+  cv2.setNumThreads(1)  # Each of the loader's threads resizes its own images: no nested thread pool.
   return cv2
 
 
@@ -1252,7 +1252,7 @@ def global_batch(local_batch: dict, sharding) -> dict:
 
 # Twice this process's cores: 2,660 images/s of host crops on 2 cores against 2,340 with 8 threads (measured,
 # launch/bench_input.py), the spare threads covering file reads.
-LOADER_THREADS = 2 * len(os.sched_getaffinity(0))
+LOADER_THREADS = 2 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 LOADER_CHUNK = 32  # Examples per unit of the loader's work: its buffers hold chunks of a batch, not whole batches.
 
 
@@ -1267,14 +1267,15 @@ def load_in_order(read, keys, worker_processes: int = 0, ahead: int = 2):
   """Yields read(key) for each of `keys` (a sequence) in order, computed ahead by grain (google/grain, what MaxText
   and NVIDIA's JAX toolbox feed accelerators with): `LOADER_THREADS` keys at once (the JPEG decoder, OpenCV and file
   reads release the GIL) with `ahead` more results buffered, in this process; or, with `worker_processes` > 0, in
-  that many spawned processes taking every n-th key, each with its share of the threads (for hosts where the Python
-  between the decodes is the limit; `read` and what it reads must pickle, and grain passes the arrays through
-  /dev/shm). A key's result never depends on which thread or process computed it. An error in `read` is raised
+  that many spawned processes taking every n-th key, each with its share of the threads and of `ahead` (for hosts
+  where the Python between the decodes is the limit; `read` and what it reads must pickle, and grain passes the
+  arrays through /dev/shm). A key's result never depends on which thread or process computed it. An error in `read` is raised
   here as it was raised there, after the results of the keys before it."""
   import grain  # Imported here: sources are built and tested without it.
 
-  threads = max(2, LOADER_THREADS // max(1, worker_processes))
-  options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=threads + ahead)
+  processes = max(1, worker_processes)
+  threads = max(1, LOADER_THREADS // processes)
+  options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=threads + math.ceil(ahead / processes))
   dataset = grain.MapDataset.source(keys).map(read).to_iter_dataset(options)
   if worker_processes:
     if not flags.FLAGS.is_parsed():  # grain's process pool reads its absl flags; a program without absl's parsing
@@ -1318,10 +1319,12 @@ def load_batches(read, keys, batch_size: int, worker_processes: int = 0):
   chunks = _Chunks(keys, batch_size, LOADER_CHUNK)
   parts = []
   for number, part in enumerate(load_in_order(read, chunks, worker_processes, ahead=chunks.per_batch)):
-    parts.append(part)
+    # A worker's arrays live in /dev/shm, two file descriptors each, until dropped: copied out (a join of one) as
+    # they come, a big batch's chunks would otherwise hold thousands.
+    parts.append(concatenate([part]) if worker_processes else part)
     if len(parts) == chunks.per_batch:
-      yield keys[number // chunks.per_batch], concatenate(parts)
-      parts = []
+      batch, parts = concatenate(parts), []
+      yield keys[number // chunks.per_batch], batch
 
 
 def concatenate(parts: list):

@@ -146,13 +146,17 @@ def test_simclr_cifar10_is_google_research_simclr_s_command():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_data_dir_can_be_set_on_the_command_line(name, tmp_path, monkeypatch):
   """Every shipped config takes `--config.dataset.data_dir=PATH` (a plain None in a config rejects any override),
-  and so does a saved run's config.json (JSON null) under `ssljax.evaluate`."""
+  and so does a saved run's config.json (JSON null) under `ssljax.evaluate`; every image config takes
+  `--config.dataset.worker_processes=N`."""
   monkeypatch.chdir(pathlib.Path(__file__).parent.parent)
-  argv = ["train", f"--config=configs/{name}.py", "--config.dataset.data_dir=/data/tfds"]
+  images = not data.is_text(importlib.import_module(f"configs.{name}").get_config().dataset)
+  workers = ["--config.dataset.worker_processes=2"] if images else []
+  argv = ["train", f"--config=configs/{name}.py", "--config.dataset.data_dir=/data/tfds", *workers]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=argv)
   cli.parse_flags(argv, values)
   assert values.config.dataset.data_dir == "/data/tfds"
+  assert values.config.dataset.get("worker_processes") == (2 if images else None)
   saved = importlib.import_module(f"configs.{name}").get_config().to_dict()
   saved["batch_size"] = max(saved["batch_size"], 8)  # A batch-1 recipe runs on one device, these tests see 8.
   (tmp_path / "config.json").write_text(json.dumps(saved))

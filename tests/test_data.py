@@ -196,7 +196,7 @@ def test_loader_threads_chunks_and_worker_processes_give_the_same_batches(tmp_pa
   monkeypatch.setattr(data, "this_process", lambda: (0, 1))
   for _ in data.train_batches(crops, sampler, None, 0, 1000, worker_processes=2):
     break  # The training loop stops early (a NaN streak, a preemption): the worker processes stop with it.
-  deadline = time.monotonic() + 30
+  deadline = time.monotonic() + 60  # grain joins each worker for up to 25 s before it kills it.
   while multiprocessing.active_children() and time.monotonic() < deadline:
     time.sleep(0.1)
   assert not multiprocessing.active_children()
