@@ -1269,8 +1269,8 @@ def load_in_order(read, keys, worker_processes: int = 0, ahead: int = 2):
   reads release the GIL) with `ahead` more results buffered, in this process; or, with `worker_processes` > 0, in
   that many spawned processes taking every n-th key, each with its share of the threads and of `ahead` (for hosts
   where the Python between the decodes is the limit; `read` and what it reads must pickle, and grain passes the
-  arrays through /dev/shm). A key's result never depends on which thread or process computed it. An error in `read` is raised
-  here as it was raised there, after the results of the keys before it."""
+  arrays through /dev/shm). A key's result never depends on which thread or process computed it. An error in
+  `read` is raised here as it was raised there, after the results of the keys before it."""
   import grain  # Imported here: sources are built and tested without it.
 
   processes = max(1, worker_processes)
